@@ -1,0 +1,137 @@
+//! The command line, as clap reads it. Nothing here resolves or validates
+//! beyond types; `generate::resolve` does that once.
+
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use corpusgen_core::spec::{DEFAULT_PROMPT_TEMPLATE, DEFAULT_SEPARATOR};
+
+/// Build text corpora of many independent LLM answers to one prompt,
+/// collected to a target length and saved with full provenance.
+#[derive(Debug, Parser)]
+#[command(
+    name = "corpusgen",
+    version,
+    propagate_version = true,
+    args_override_self = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// More log lines on stderr: -v for each request, -vv for HTTP details.
+    /// Prompt and response texts are never logged.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Print nothing but errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate one corpus: sample the prompt until the target is met, then
+    /// write FILE, FILE's journal (.jsonl) and its manifest (.manifest.json).
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("target")
+        .required(true)
+        .args(["target_chars", "match_length", "count"])
+))]
+pub struct GenerateArgs {
+    /// What the responses explain; fills {topic} in the prompt.
+    #[arg(long, value_name = "TEXT")]
+    pub topic: String,
+
+    /// The user prompt, a template with the placeholder {topic}.
+    #[arg(long, value_name = "TEMPLATE", default_value = DEFAULT_PROMPT_TEMPLATE)]
+    pub prompt: String,
+
+    /// The system prompt [default: the seed notebook's teacher prompt].
+    #[arg(long, value_name = "TEXT", conflicts_with = "no_system")]
+    pub system: Option<String>,
+
+    /// Send no system prompt at all.
+    #[arg(long)]
+    pub no_system: bool,
+
+    /// Which provider answers: openai (the public API) or replay (recorded
+    /// fixtures, no network).
+    #[arg(long, value_name = "NAME", default_value = "openai")]
+    pub provider: String,
+
+    /// The folder of recorded responses that the replay provider answers from.
+    #[arg(long, value_name = "DIR")]
+    pub fixtures: Option<PathBuf>,
+
+    /// The model to ask.
+    #[arg(long, value_name = "NAME", default_value = "gpt-4.1")]
+    pub model: String,
+
+    /// The provider's base URL [env: OPENAI_BASE_URL] [default: https://api.openai.com/v1].
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+
+    /// Sampling temperature, 0 to 2.
+    #[arg(long, value_name = "T", default_value_t = 1.0)]
+    pub temperature: f64,
+
+    /// The most tokens one response may have.
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<u32>,
+
+    /// A sampling seed; request i sends N + i, so a provider that honours seeds
+    /// gives the same corpus again.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub seed: Option<i64>,
+
+    /// Collect responses until their lengths add up to N chars.
+    #[arg(long, value_name = "N")]
+    pub target_chars: Option<u64>,
+
+    /// Take the target from the char length of FILE (another corpus), so two
+    /// corpora come out comparable.
+    #[arg(long, value_name = "FILE")]
+    pub match_length: Option<PathBuf>,
+
+    /// Collect exactly N responses.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+
+    /// at-least: stop at the first response after which the sum of response
+    /// lengths reaches the target (the seed's rule). closest: keep whichever of
+    /// the two prefixes around the target has the joined length nearest to it.
+    #[arg(long, value_enum, value_name = "POLICY", default_value_t = LengthPolicyArg::AtLeast)]
+    pub length_policy: LengthPolicyArg,
+
+    /// The string between responses in the corpus file.
+    #[arg(long, value_name = "S", default_value = DEFAULT_SEPARATOR)]
+    pub separator: String,
+
+    /// How many requests may be in flight at once. The corpus is the same for
+    /// every value.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub concurrency: usize,
+
+    /// Seconds one request may take before it counts as timed out.
+    #[arg(long, value_name = "SECS", default_value_t = 120.0)]
+    pub timeout: f64,
+
+    /// Start over, discarding the journal of a different job at the same --out.
+    #[arg(long)]
+    pub fresh: bool,
+
+    /// The corpus file to write. Its journal and manifest go beside it.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LengthPolicyArg {
+    AtLeast,
+    Closest,
+}

@@ -1,0 +1,109 @@
+//! The `corpusgen` binary. `main` is the error boundary: it maps every
+//! failure to one message on stderr and an exit code.
+
+mod args;
+mod env_vars;
+mod exit;
+mod generate;
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+use crate::exit::{CliError, ExitKind};
+
+/// The environment variables, read once at start-up and passed explicitly.
+#[derive(Debug, Default)]
+pub struct Environment {
+    vars: BTreeMap<String, String>,
+}
+
+impl Environment {
+    pub fn from_process() -> Environment {
+        Environment {
+            vars: std::env::vars_os()
+                .filter_map(|(name, value)| {
+                    Some((name.into_string().ok()?, value.into_string().ok()?))
+                })
+                .collect(),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.vars.get(name).cloned()
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env = Environment::from_process();
+    init_logging(&cli, &env);
+    match run(cli, &env) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {}", err.message);
+            if let Some(hint) = &err.hint {
+                eprintln!("note: {hint}");
+            }
+            ExitCode::from(err.kind.code())
+        }
+    }
+}
+
+fn run(cli: Cli, env: &Environment) -> Result<(), CliError> {
+    match cli.command {
+        Command::Generate(args) => {
+            let resolved = generate::resolve(&args, env)?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|err| {
+                    CliError::new(
+                        ExitKind::Internal,
+                        format!("cannot start the async runtime: {err}"),
+                    )
+                })?;
+            let report = runtime.block_on(generate::run(resolved, args.fresh, cli.quiet))?;
+            let totals = &report.manifest.totals;
+            if !cli.quiet {
+                println!("corpus:   {}", report.paths.corpus.display());
+                println!("journal:  {}", report.paths.journal.display());
+                println!("manifest: {}", report.paths.manifest.display());
+            }
+            println!(
+                "{} responses, {} chars (target {}){}",
+                totals.responses_used,
+                totals.corpus_chars,
+                totals.target,
+                match totals.responses_unused {
+                    0 => String::new(),
+                    unused => format!(", {unused} more kept unused in the journal"),
+                }
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Logs go to stderr; `-v` shows each request, `-vv` HTTP details.
+fn init_logging(cli: &Cli, env: &Environment) {
+    let default_level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = env
+        .get(env_vars::CORPUSGEN_LOG)
+        .and_then(|value| tracing_subscriber::EnvFilter::try_new(value).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,64 @@
+//! `FILE.manifest.json`: the resolved job, its totals and its timings, so a
+//! corpus can be traced back to exactly how it was made.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::journal::RejectReason;
+use crate::spec::JobSpec;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Manifest {
+    pub corpusgen_version: String,
+    pub job_id: String,
+    pub job: JobSpec,
+    /// The user prompt as sent, placeholders filled in.
+    pub user_prompt: String,
+    pub outputs: ManifestOutputs,
+    pub totals: Totals,
+    /// The model names the provider reported, with how many responses each gave.
+    pub response_models: BTreeMap<String, u64>,
+    pub timings: Timings,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ManifestOutputs {
+    pub corpus: PathBuf,
+    pub journal: PathBuf,
+    pub manifest: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Totals {
+    /// Responses that form the corpus.
+    pub responses_used: u64,
+    /// Accepted responses beyond the corpus: paid for, kept in the journal.
+    pub responses_unused: u64,
+    /// Every response received, accepted or rejected.
+    pub responses_received: u64,
+    pub rejected: BTreeMap<RejectReason, u64>,
+    /// The corpus file's length, separators counted.
+    pub corpus_chars: u64,
+    /// The sum of the used responses' lengths, separators not counted.
+    pub response_chars: u64,
+    pub target: String,
+    /// Responses whose provider reported token usage; the token sums below
+    /// cover only those.
+    pub responses_with_usage: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+    /// HTTP attempts over all responses received, retries included.
+    pub attempts: u64,
+    /// Responses that came from the journal of an earlier run of this job.
+    pub resumed_responses: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Timings {
+    pub started: String,
+    pub finished: String,
+    pub wall_ms: u64,
+}

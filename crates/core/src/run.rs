@@ -1,0 +1,476 @@
+//! The job loop: issue requests while the corpus could still need them,
+//! journal every response before it counts, assemble in slot order and write
+//! the outputs.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+
+use crate::journal::{
+    AssembledRecord, JobHeader, Journal, JournalError, JournalRecord, RejectReason, RequestParams,
+    ResponseRecord, ResponseStatus,
+};
+use crate::manifest::{Manifest, ManifestOutputs, Timings, Totals};
+use crate::output::{OutputPaths, create_parent, write_atomic};
+use crate::policy::{Assembler, Selection};
+use crate::provider::{ChatProvider, ChatRequest, ChatResponse, ProviderError};
+use crate::spec::{JobSpec, SpecError};
+use crate::text::char_len;
+
+/// How a job's files are handled, beside what the spec says.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Start over even if the journal holds another job.
+    pub fresh: bool,
+    /// Create every output file readable by its owner only (mode 0600).
+    pub private_files: bool,
+}
+
+/// What the loop reports as it goes, for progress displays. Events carry no
+/// prompt or response text, so a display can never leak it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The journal of an earlier run was picked up.
+    Resumed {
+        accepted: u64,
+        rejected: u64,
+    },
+    Accepted {
+        index: u64,
+        chars: u64,
+        completed_chars: u64,
+        completed: u64,
+    },
+    Rejected {
+        index: u64,
+        reason: RejectReason,
+    },
+    /// A request failed; the job stops issuing requests.
+    Failed {
+        index: u64,
+        message: String,
+    },
+}
+
+/// A finished job.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub paths: OutputPaths,
+    pub selection: Selection,
+    pub manifest: Manifest,
+}
+
+/// Why a job stopped without a corpus. Everything received before it stopped
+/// is in the journal.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("cannot write {path}: {source}")]
+    Output {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("request {index} failed: {error}")]
+    Provider { index: u64, error: ProviderError },
+    #[error(
+        "request {index} was rejected {rejections} times in a row (last: {reason}); change the prompt{hint}, or look at the rejected responses in the journal"
+    )]
+    Resamples {
+        index: u64,
+        rejections: u32,
+        reason: RejectReason,
+        hint: &'static str,
+    },
+}
+
+/// Runs one job to its end: a corpus, a journal and a manifest.
+pub async fn run_job<P: ChatProvider>(
+    spec: &JobSpec,
+    provider: &P,
+    options: RunOptions,
+    observer: &mut dyn FnMut(&Event),
+) -> Result<RunReport, RunError> {
+    spec.validate()?;
+    let started_at = Instant::now();
+    let started = now();
+    let paths = OutputPaths::for_corpus(&spec.out);
+    if paths.collides() {
+        return Err(SpecError(format!(
+            "the output {} would be overwritten by its own journal or manifest; give --out another extension, such as .txt",
+            paths.corpus.display()
+        ))
+        .into());
+    }
+    create_parent(&paths.corpus).map_err(|err| {
+        SpecError(format!(
+            "cannot create the output folder of {}: {err}; pass an --out in a folder you can write",
+            paths.corpus.display()
+        ))
+    })?;
+
+    let header = JobHeader {
+        job_id: spec.job_id(),
+        corpusgen_version: crate::VERSION.to_string(),
+        created: started.clone(),
+        spec: serde_json::to_value(spec).expect("the job spec always serializes"),
+    };
+    let (mut journal, recovered) = Journal::open(
+        &paths.journal,
+        &header,
+        options.fresh,
+        options.private_files,
+    )?;
+    let mut state = State::new(spec);
+    for record in recovered.responses {
+        state.replay(record);
+    }
+    state.queue_missing_slots();
+    if state.totals.responses_received > 0 {
+        observer(&Event::Resumed {
+            accepted: state.assembler.completed(),
+            rejected: state.totals.rejected.values().sum(),
+        });
+    }
+    state.totals.resumed_responses = state.totals.responses_received;
+
+    let mut in_flight = FuturesUnordered::new();
+    let mut failure: Option<RunError> = None;
+    loop {
+        while failure.is_none() && in_flight.len() < spec.concurrency {
+            let Some((index, resample)) = state.next_request(in_flight.len() as u64) else {
+                break;
+            };
+            let request = spec.request(index, resample);
+            in_flight.push(async move {
+                let sent = Instant::now();
+                let result = provider.complete(&request).await;
+                (request, sent.elapsed(), result)
+            });
+        }
+        let Some((request, latency, result)) = in_flight.next().await else {
+            break;
+        };
+        match result {
+            Ok(response) => {
+                let record = state.record(spec, provider.name(), &request, latency, response);
+                journal.append(&JournalRecord::Response(record.clone()))?;
+                match state.count(&record) {
+                    Counted::Accepted => observer(&Event::Accepted {
+                        index: record.index,
+                        chars: record.chars,
+                        completed_chars: state.assembler.completed_chars(),
+                        completed: state.assembler.completed(),
+                    }),
+                    Counted::Rejected(reason) => {
+                        observer(&Event::Rejected {
+                            index: record.index,
+                            reason,
+                        });
+                        if record.resample >= spec.max_resamples && failure.is_none() {
+                            failure = Some(RunError::Resamples {
+                                index: record.index,
+                                rejections: record.resample + 1,
+                                reason,
+                                hint: match reason {
+                                    RejectReason::ContainsSeparator => " or --separator",
+                                    RejectReason::Truncated => " or raise --max-tokens",
+                                    _ => "",
+                                },
+                            });
+                        } else {
+                            state.queue.push_back((record.index, record.resample + 1));
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                if state.still_needs(request.index) && failure.is_none() {
+                    observer(&Event::Failed {
+                        index: request.index,
+                        message: error.message.clone(),
+                    });
+                    failure = Some(RunError::Provider {
+                        index: request.index,
+                        error,
+                    });
+                }
+            }
+        }
+    }
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
+    let selection = state
+        .assembler
+        .selection()
+        .expect("the loop only ends without a failure once the target is met");
+
+    write_corpus(&mut journal, &paths, selection, &spec.separator, options)?;
+    let unused_slots: Vec<u64> = journal
+        .accepted_slots()
+        .filter(|slot| *slot >= selection.responses as u64)
+        .collect();
+    journal.append(&JournalRecord::Assembled(AssembledRecord {
+        used_responses: selection.responses as u64,
+        joined_chars: selection.joined_chars,
+        unused_slots: unused_slots.clone(),
+        time: now(),
+    }))?;
+
+    let mut totals = state.totals;
+    totals.responses_used = selection.responses as u64;
+    totals.responses_unused = unused_slots.len() as u64;
+    totals.corpus_chars = selection.joined_chars;
+    totals.response_chars = selection.response_chars;
+    totals.target = spec.target.to_string();
+    let manifest = Manifest {
+        corpusgen_version: crate::VERSION.to_string(),
+        job_id: header.job_id,
+        job: spec.clone(),
+        user_prompt: spec.user_prompt(),
+        outputs: ManifestOutputs {
+            corpus: paths.corpus.clone(),
+            journal: paths.journal.clone(),
+            manifest: paths.manifest.clone(),
+        },
+        totals,
+        response_models: state.response_models,
+        timings: Timings {
+            started,
+            finished: now(),
+            wall_ms: started_at.elapsed().as_millis() as u64,
+        },
+    };
+    write_atomic(&paths.manifest, options.private_files, |out| {
+        serde_json::to_writer_pretty(&mut *out, &manifest)?;
+        out.write_all(b"\n")
+    })
+    .map_err(|source| RunError::Output {
+        path: paths.manifest.clone(),
+        source,
+    })?;
+    Ok(RunReport {
+        paths,
+        selection,
+        manifest,
+    })
+}
+
+/// Streams the selected responses from the journal into the corpus file, in
+/// slot order, so the corpus is never held in memory whole.
+fn write_corpus(
+    journal: &mut Journal,
+    paths: &OutputPaths,
+    selection: Selection,
+    separator: &str,
+    options: RunOptions,
+) -> Result<(), RunError> {
+    let mut journal_error = None;
+    write_atomic(&paths.corpus, options.private_files, |out| {
+        for index in 0..selection.responses as u64 {
+            if index > 0 {
+                out.write_all(separator.as_bytes())?;
+            }
+            match journal.accepted_text(index) {
+                Ok(Some(text)) => out.write_all(text.as_bytes())?,
+                Ok(None) => {
+                    return Err(io::Error::other(format!(
+                        "slot {index} has no accepted response"
+                    )));
+                }
+                Err(err) => {
+                    journal_error = Some(err);
+                    return Err(io::Error::other("the journal could not be read"));
+                }
+            }
+        }
+        Ok(())
+    })
+    .map_err(|source| match journal_error.take() {
+        Some(err) => RunError::Journal(err),
+        None => RunError::Output {
+            path: paths.corpus.clone(),
+            source,
+        },
+    })
+}
+
+enum Counted {
+    Accepted,
+    Rejected(RejectReason),
+}
+
+/// The loop's bookkeeping: what is accepted, what must be asked again.
+struct State {
+    assembler: Assembler,
+    separator: String,
+    /// Slots issued so far; every slot below it has been requested at least once.
+    next_slot: u64,
+    /// Slots without an accepted response that must be asked (again), with
+    /// their resample number, lowest slot first.
+    queue: VecDeque<(u64, u32)>,
+    accepted_slots: BTreeSet<u64>,
+    /// Rejections so far per slot that has no accepted response yet.
+    rejections: BTreeMap<u64, u32>,
+    totals: Totals,
+    response_models: BTreeMap<String, u64>,
+}
+
+impl State {
+    fn new(spec: &JobSpec) -> State {
+        State {
+            assembler: Assembler::new(
+                spec.target.clone(),
+                spec.length_policy,
+                char_len(&spec.separator),
+            ),
+            separator: spec.separator.clone(),
+            next_slot: 0,
+            queue: VecDeque::new(),
+            accepted_slots: BTreeSet::new(),
+            rejections: BTreeMap::new(),
+            totals: Totals::default(),
+            response_models: BTreeMap::new(),
+        }
+    }
+
+    /// Takes in a response from an earlier run's journal.
+    fn replay(&mut self, record: ResponseRecord) {
+        self.next_slot = self.next_slot.max(record.index + 1);
+        self.count(&record);
+    }
+
+    /// After a resume: slots below `next_slot` that never got an accepted
+    /// response (in flight at a crash, or rejected) are asked again first.
+    fn queue_missing_slots(&mut self) {
+        for slot in 0..self.next_slot {
+            if !self.accepted_slots.contains(&slot) {
+                let resample = self.rejections.get(&slot).copied().unwrap_or(0);
+                self.queue.push_back((slot, resample));
+            }
+        }
+    }
+
+    /// The next slot to request, if the corpus could still need one.
+    fn next_request(&mut self, in_flight: u64) -> Option<(u64, u32)> {
+        while let Some((slot, resample)) = self.queue.pop_front() {
+            if self.still_needs(slot) {
+                return Some((slot, resample));
+            }
+        }
+        if self.assembler.wants_more(self.next_slot, in_flight) {
+            let slot = self.next_slot;
+            self.next_slot += 1;
+            return Some((slot, 0));
+        }
+        None
+    }
+
+    /// Whether a slot's response can still end up in the corpus.
+    fn still_needs(&self, slot: u64) -> bool {
+        match self.assembler.selection() {
+            Some(selection) => slot < selection.responses as u64,
+            None => true,
+        }
+    }
+
+    /// Classifies a response and turns it into its journal record.
+    fn record(
+        &self,
+        spec: &JobSpec,
+        provider: &str,
+        request: &ChatRequest,
+        latency: Duration,
+        response: ChatResponse,
+    ) -> ResponseRecord {
+        let reject_reason = reject_reason(&response, &self.separator);
+        ResponseRecord {
+            index: request.index,
+            resample: request.resample,
+            status: match reject_reason {
+                None => ResponseStatus::Accepted,
+                Some(_) => ResponseStatus::Rejected,
+            },
+            reject_reason,
+            chars: char_len(&response.text),
+            text: response.text,
+            variant: None,
+            provider: provider.to_string(),
+            model: spec.model.clone(),
+            response_model: response.model,
+            request: RequestParams {
+                temperature: request.temperature,
+                max_tokens: request.max_tokens,
+                seed: request.seed,
+            },
+            usage: response.usage,
+            finish_reason: response.finish_reason,
+            latency_ms: latency.as_millis() as u64,
+            attempts: response.attempts,
+            response_id: response.response_id,
+            time: now(),
+        }
+    }
+
+    /// Counts a journaled response: towards the corpus when accepted, towards
+    /// a resample of its slot when rejected.
+    fn count(&mut self, record: &ResponseRecord) -> Counted {
+        self.totals.responses_received += 1;
+        self.totals.attempts += u64::from(record.attempts);
+        if let Some(usage) = record.usage {
+            self.totals.responses_with_usage += 1;
+            self.totals.prompt_tokens += usage.prompt_tokens;
+            self.totals.completion_tokens += usage.completion_tokens;
+            self.totals.total_tokens += usage.total_tokens;
+        }
+        if let Some(model) = &record.response_model {
+            *self.response_models.entry(model.clone()).or_default() += 1;
+        }
+        match (record.status, record.reject_reason) {
+            (ResponseStatus::Accepted, _) if !self.accepted_slots.contains(&record.index) => {
+                self.accepted_slots.insert(record.index);
+                self.rejections.remove(&record.index);
+                self.assembler.accept(record.index, record.chars);
+                Counted::Accepted
+            }
+            (ResponseStatus::Accepted, _) => Counted::Accepted,
+            (ResponseStatus::Rejected, reason) => {
+                let reason = reason.unwrap_or(RejectReason::Empty);
+                *self.totals.rejected.entry(reason).or_default() += 1;
+                let rejections = self.rejections.entry(record.index).or_default();
+                *rejections = (*rejections).max(record.resample + 1);
+                Counted::Rejected(reason)
+            }
+        }
+    }
+}
+
+/// Why a received response must not count, if it must not.
+fn reject_reason(response: &ChatResponse, separator: &str) -> Option<RejectReason> {
+    match response.finish_reason.as_deref() {
+        Some("length") => return Some(RejectReason::Truncated),
+        Some("content_filter") => return Some(RejectReason::ContentFilter),
+        _ => {}
+    }
+    if response.text.trim().is_empty() {
+        Some(RejectReason::Empty)
+    } else if response.text.contains(separator) {
+        Some(RejectReason::ContainsSeparator)
+    } else {
+        None
+    }
+}
+
+fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("the current time always formats")
+}
