@@ -74,7 +74,8 @@ pub enum ResponseStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectReason {
-    /// It contains the separator, so the corpus could not be split again.
+    /// It contains the separator, or starts or ends with part of it, so the
+    /// corpus could not be split back into its responses.
     ContainsSeparator,
     /// It is empty or only whitespace.
     Empty,
@@ -87,7 +88,9 @@ pub enum RejectReason {
 impl std::fmt::Display for RejectReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            RejectReason::ContainsSeparator => "it contains the separator",
+            RejectReason::ContainsSeparator => {
+                "it contains the separator or starts or ends with part of it"
+            }
             RejectReason::Empty => "it is empty",
             RejectReason::Truncated => "it was cut off at the token limit",
             RejectReason::ContentFilter => "the content filter withheld it",

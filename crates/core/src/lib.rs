@@ -23,7 +23,7 @@ pub use provider::{
 };
 pub use run::{Event, RunError, RunOptions, RunReport, run_job};
 pub use spec::{JobSpec, LengthPolicy, Sampling, SpecError, Target};
-pub use text::{char_len, join, split};
+pub use text::{char_len, join, split, splits_cleanly};
 
 /// The version recorded in every journal and manifest.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

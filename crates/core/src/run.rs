@@ -19,7 +19,7 @@ use crate::output::{OutputPaths, create_parent, write_atomic};
 use crate::policy::{Assembler, Selection};
 use crate::provider::{ChatProvider, ChatRequest, ChatResponse, ProviderError};
 use crate::spec::{JobSpec, SpecError};
-use crate::text::char_len;
+use crate::text::{char_len, splits_cleanly};
 
 /// How a job's files are handled, beside what the spec says.
 #[derive(Debug, Clone, Copy, Default)]
@@ -462,7 +462,7 @@ fn reject_reason(response: &ChatResponse, separator: &str) -> Option<RejectReaso
     }
     if response.text.trim().is_empty() {
         Some(RejectReason::Empty)
-    } else if response.text.contains(separator) {
+    } else if !splits_cleanly(&response.text, separator) {
         Some(RejectReason::ContainsSeparator)
     } else {
         None
