@@ -77,11 +77,16 @@ pub struct GenerateArgs {
     pub base_url: Option<String>,
 
     /// Sampling temperature, 0 to 2.
-    #[arg(long, value_name = "T", default_value_t = 1.0)]
+    #[arg(
+        long,
+        value_name = "T",
+        default_value_t = 1.0,
+        allow_negative_numbers = true
+    )]
     pub temperature: f64,
 
     /// The most tokens one response may have.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub max_tokens: Option<u32>,
 
     /// A sampling seed; request i sends N + i, so a provider that honours seeds
@@ -90,7 +95,7 @@ pub struct GenerateArgs {
     pub seed: Option<i64>,
 
     /// Collect responses until their lengths add up to N chars.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub target_chars: Option<u64>,
 
     /// Take the target from the char length of FILE (another corpus), so two
@@ -99,7 +104,7 @@ pub struct GenerateArgs {
     pub match_length: Option<PathBuf>,
 
     /// Collect exactly N responses.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub count: Option<u64>,
 
     /// at-least: stop at the first response after which the sum of response
@@ -114,12 +119,34 @@ pub struct GenerateArgs {
 
     /// How many requests may be in flight at once. The corpus is the same for
     /// every value.
-    #[arg(long, value_name = "N", default_value_t = 8)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 8,
+        allow_negative_numbers = true
+    )]
     pub concurrency: usize,
 
     /// Seconds one request may take before it counts as timed out.
-    #[arg(long, value_name = "SECS", default_value_t = 120.0)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 120.0,
+        allow_negative_numbers = true
+    )]
     pub timeout: f64,
+
+    /// Retries per request. Connect errors, timeouts, malformed bodies, 408,
+    /// 409, 429 and 5xx are retried 0.5 s apart at first, doubling to at most
+    /// 8 s, with up to 25% jitter; a Retry-After of up to 60 s is honoured
+    /// instead. 400, 401, 403, 404 and an exhausted quota stop the job at once.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = corpusgen_core::retry::DEFAULT_MAX_RETRIES,
+        allow_negative_numbers = true
+    )]
+    pub max_retries: u32,
 
     /// Start over, discarding the journal of a different job at the same --out.
     #[arg(long)]

@@ -17,6 +17,8 @@ pub enum ExitKind {
     Refused,
     /// Requests kept failing until the job gave up.
     GaveUp,
+    /// Stopped by Ctrl-C or SIGTERM.
+    Interrupted,
 }
 
 impl ExitKind {
@@ -26,6 +28,7 @@ impl ExitKind {
             ExitKind::BadInput => 2,
             ExitKind::Refused => 3,
             ExitKind::GaveUp => 4,
+            ExitKind::Interrupted => 130,
         }
     }
 }
@@ -60,7 +63,12 @@ impl CliError {
             RunError::Output { .. } => ExitKind::Internal,
             RunError::Provider { error, .. } if error.kind.is_refusal() => ExitKind::Refused,
             RunError::Provider { .. } | RunError::Resamples { .. } => ExitKind::GaveUp,
+            RunError::Interrupted { .. } => ExitKind::Interrupted,
         };
+        if kind == ExitKind::Interrupted {
+            // The message already says how to resume.
+            return CliError::new(kind, err);
+        }
         let received = matches!(
             err,
             RunError::Provider { .. } | RunError::Resamples { .. } | RunError::Output { .. }

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use corpusgen_core::spec::{DEFAULT_MAX_RESAMPLES, DEFAULT_SYSTEM_PROMPT};
 use corpusgen_core::{
-    Event, JobSpec, LengthPolicy, OutputPaths, RunOptions, RunReport, Sampling, Target, run_job,
+    Event, JobSpec, LengthPolicy, OutputPaths, RetryPolicy, RunOptions, RunReport, Sampling,
+    Target, run_job_until,
 };
 use corpusgen_providers::{
     Dialect, HttpProvider, OPENAI_DEFAULT_BASE_URL, Provider, ReplayProvider,
@@ -20,11 +21,13 @@ use crate::exit::{CliError, ExitKind};
 /// The built-in provider profiles.
 const PROVIDERS: &[&str] = &["openai", "replay"];
 
-/// A job ready to run: the validated spec and the provider that serves it.
+/// A job ready to run: the validated spec, the provider that serves it and
+/// how requests are retried.
 #[derive(Debug)]
 pub struct Resolved {
     pub spec: JobSpec,
     pub provider: Provider,
+    pub retry: RetryPolicy,
 }
 
 /// Resolves flags over environment over defaults into one validated job.
@@ -125,12 +128,25 @@ pub fn resolve(args: &GenerateArgs, env: &Environment) -> Result<Resolved, CliEr
             )));
         }
     };
-    Ok(Resolved { spec, provider })
+    let retry = RetryPolicy {
+        max_retries: args.max_retries,
+        ..RetryPolicy::default()
+    };
+    Ok(Resolved {
+        spec,
+        provider,
+        retry,
+    })
 }
 
-/// Runs a resolved job, printing progress on stderr unless `quiet`.
+/// Runs a resolved job, printing progress on stderr unless `quiet`. Ctrl-C
+/// or SIGTERM stops it cleanly: what is in flight is journaled, then exit 130.
 pub async fn run(resolved: Resolved, fresh: bool, quiet: bool) -> Result<RunReport, CliError> {
-    let Resolved { spec, provider } = resolved;
+    let Resolved {
+        spec,
+        provider,
+        retry,
+    } = resolved;
     let target = spec.target.clone();
     let mut observer = |event: &Event| {
         if quiet {
@@ -167,13 +183,20 @@ pub async fn run(resolved: Resolved, fresh: bool, quiet: bool) -> Result<RunRepo
     let options = RunOptions {
         fresh,
         private_files: false,
+        retry,
     };
-    run_job(&spec, &provider, options, &mut observer)
-        .await
-        .map_err(|err| {
-            let journal = OutputPaths::for_corpus(&spec.out).journal;
-            CliError::from_run(err, &journal)
-        })
+    run_job_until(
+        &spec,
+        &provider,
+        options,
+        &mut observer,
+        crate::signals::stop_requested(quiet),
+    )
+    .await
+    .map_err(|err| {
+        let journal = OutputPaths::for_corpus(&spec.out).journal;
+        CliError::from_run(err, &journal)
+    })
 }
 
 fn check_base_url(url: &str) -> Result<(), CliError> {

@@ -5,6 +5,7 @@ mod args;
 mod env_vars;
 mod exit;
 mod generate;
+mod signals;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;

@@ -10,8 +10,10 @@ pub mod manifest;
 pub mod output;
 pub mod policy;
 pub mod provider;
+pub mod retry;
 pub mod run;
 pub mod spec;
+pub mod stats;
 pub mod text;
 
 pub use journal::{JournalRecord, RejectReason, ResponseRecord};
@@ -21,7 +23,8 @@ pub use provider::{
     ChatMessage, ChatProvider, ChatRequest, ChatResponse, ProviderError, ProviderErrorKind, Role,
     Usage,
 };
-pub use run::{Event, RunError, RunOptions, RunReport, run_job};
+pub use retry::RetryPolicy;
+pub use run::{Event, RunError, RunOptions, RunReport, run_job, run_job_until};
 pub use spec::{JobSpec, LengthPolicy, Sampling, SpecError, Target};
 pub use text::{char_len, join, split, splits_cleanly};
 

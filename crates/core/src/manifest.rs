@@ -52,6 +52,10 @@ pub struct Totals {
     pub total_tokens: u64,
     /// HTTP attempts over all responses received, retries included.
     pub attempts: u64,
+    /// Attempts that were retries, over every request, failed ones included.
+    pub retries: u64,
+    /// Time spent waiting between attempts (backoff and Retry-After).
+    pub retry_wait_ms: u64,
     /// Responses that came from the journal of an earlier run of this job.
     pub resumed_responses: u64,
 }

@@ -97,6 +97,10 @@ pub enum ProviderErrorKind {
     Malformed,
     /// The replay provider has no recorded response left.
     FixturesExhausted,
+    /// The provider's content filter refused this prompt or answer (Azure's
+    /// 400 with code `content_filter`). Not fatal: the job loop journals it as
+    /// a rejected sample and asks again, within the resample bound.
+    ContentFilter,
 }
 
 /// A model that answers chat requests.
@@ -128,7 +132,8 @@ impl ProviderErrorKind {
             | ProviderErrorKind::NotFound
             | ProviderErrorKind::QuotaExhausted
             | ProviderErrorKind::Policy
-            | ProviderErrorKind::FixturesExhausted => false,
+            | ProviderErrorKind::FixturesExhausted
+            | ProviderErrorKind::ContentFilter => false,
         }
     }
 

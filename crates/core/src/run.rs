@@ -3,6 +3,7 @@
 //! the outputs.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::future::Future;
 use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -17,17 +18,22 @@ use crate::journal::{
 use crate::manifest::{Manifest, ManifestOutputs, Timings, Totals};
 use crate::output::{OutputPaths, create_parent, write_atomic};
 use crate::policy::{Assembler, Selection};
-use crate::provider::{ChatProvider, ChatRequest, ChatResponse, ProviderError};
+use crate::provider::{ChatProvider, ChatRequest, ChatResponse, ProviderError, ProviderErrorKind};
+use crate::retry::{Attempted, RetryPolicy, complete_with_retries};
 use crate::spec::{JobSpec, SpecError};
 use crate::text::{char_len, splits_cleanly};
 
-/// How a job's files are handled, beside what the spec says.
+/// How long requests in flight may still finish after a stop was asked for.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// How a job runs, beside what the spec says.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
     /// Start over even if the journal holds another job.
     pub fresh: bool,
     /// Create every output file readable by its owner only (mode 0600).
     pub private_files: bool,
+    pub retry: RetryPolicy,
 }
 
 /// What the loop reports as it goes, for progress displays. Events carry no
@@ -81,6 +87,13 @@ pub enum RunError {
     #[error("request {index} failed: {error}")]
     Provider { index: u64, error: ProviderError },
     #[error(
+        "interrupted with {journaled} responses in the journal{abandoned_note}; run the same command again to resume"
+    )]
+    Interrupted {
+        journaled: u64,
+        abandoned_note: String,
+    },
+    #[error(
         "request {index} was rejected {rejections} times in a row (last: {reason}); change the prompt{hint}, or look at the rejected responses in the journal"
     )]
     Resamples {
@@ -91,12 +104,26 @@ pub enum RunError {
     },
 }
 
-/// Runs one job to its end: a corpus, a journal and a manifest.
+/// Runs one job to its end: a corpus, a journal and a manifest. It needs a
+/// tokio runtime with its timer enabled, for retry waits.
 pub async fn run_job<P: ChatProvider>(
     spec: &JobSpec,
     provider: &P,
     options: RunOptions,
     observer: &mut dyn FnMut(&Event),
+) -> Result<RunReport, RunError> {
+    run_job_until(spec, provider, options, observer, std::future::pending()).await
+}
+
+/// `run_job`, stopping early once `stop` completes (Ctrl-C, SIGTERM): no new
+/// request is issued, the ones in flight get `STOP_GRACE` to finish and are
+/// journaled, and the job ends with `RunError::Interrupted`.
+pub async fn run_job_until<P: ChatProvider>(
+    spec: &JobSpec,
+    provider: &P,
+    options: RunOptions,
+    observer: &mut dyn FnMut(&Event),
+    stop: impl Future<Output = ()>,
 ) -> Result<RunReport, RunError> {
     spec.validate()?;
     let started_at = Instant::now();
@@ -143,23 +170,57 @@ pub async fn run_job<P: ChatProvider>(
 
     let mut in_flight = FuturesUnordered::new();
     let mut failure: Option<RunError> = None;
+    let stop = std::pin::pin!(stop);
+    let mut stop = stop;
+    let mut stopping = false;
+    let grace = tokio::time::sleep(Duration::MAX);
+    let mut grace = std::pin::pin!(grace);
     loop {
-        while failure.is_none() && in_flight.len() < spec.concurrency {
+        while failure.is_none() && !stopping && in_flight.len() < spec.concurrency {
             let Some((index, resample)) = state.next_request(in_flight.len() as u64) else {
                 break;
             };
             let request = spec.request(index, resample);
+            let retry = options.retry;
             in_flight.push(async move {
                 let sent = Instant::now();
-                let result = provider.complete(&request).await;
-                (request, sent.elapsed(), result)
+                let attempted = complete_with_retries(provider, &request, retry).await;
+                (request, sent.elapsed(), attempted)
             });
         }
-        let Some((request, latency, result)) = in_flight.next().await else {
+        if in_flight.is_empty() {
+            break;
+        }
+        let next = tokio::select! {
+            next = in_flight.next() => next,
+            () = &mut stop, if !stopping => {
+                stopping = true;
+                grace.as_mut().reset(tokio::time::Instant::now() + STOP_GRACE);
+                continue;
+            }
+            () = &mut grace, if stopping => break,
+        };
+        let Some((request, latency, attempted)) = next else {
             break;
         };
+        let Attempted {
+            result,
+            attempts,
+            waited,
+        } = attempted;
+        state.totals.retries += u64::from(attempts.saturating_sub(1));
+        state.totals.retry_wait_ms += waited.as_millis() as u64;
+        let result = match result {
+            // A filtered prompt or answer is a rejected sample, not a failure.
+            Err(error) if error.kind == ProviderErrorKind::ContentFilter => Ok(ChatResponse {
+                finish_reason: Some("content_filter".into()),
+                ..ChatResponse::default()
+            }),
+            other => other,
+        };
         match result {
-            Ok(response) => {
+            Ok(mut response) => {
+                response.attempts = attempts;
                 let record = state.record(spec, provider.name(), &request, latency, response);
                 journal.append(&JournalRecord::Response(record.clone()))?;
                 match state.count(&record) {
@@ -207,6 +268,16 @@ pub async fn run_job<P: ChatProvider>(
     }
     if let Some(failure) = failure {
         return Err(failure);
+    }
+    if stopping && state.assembler.selection().is_none() {
+        let abandoned = in_flight.len();
+        return Err(RunError::Interrupted {
+            journaled: state.totals.responses_received,
+            abandoned_note: match abandoned {
+                0 => String::new(),
+                n => format!(" ({n} requests still in flight were abandoned)"),
+            },
+        });
     }
     let selection = state
         .assembler

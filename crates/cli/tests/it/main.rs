@@ -1,7 +1,9 @@
 //! Integration tests of the `corpusgen` binary, run as a child process with a
 //! cleared environment so that a developer's real key can never reach a test.
 
+mod crash;
 mod errors;
+mod faults;
 mod generate;
 mod help;
 mod support;

@@ -22,6 +22,7 @@ fn journal_lines() -> (String, Vec<Vec<u8>>) {
     let folder = tempfile::tempdir().unwrap();
     let spec = seed_spec(&folder.path().join("out.txt"), chars(5000));
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .unwrap();
     runtime

@@ -2,5 +2,7 @@
 
 mod journal;
 mod policy;
+mod retry;
 mod run;
+mod stats;
 mod support;
