@@ -27,13 +27,28 @@ pub struct Cli {
     /// Print nothing but errors.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+
+    /// The config file of provider profiles and model aliases [default:
+    /// $CORPUSGEN_CONFIG, else ./corpusgen.toml, else ~/.config/corpusgen/config.toml].
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Generate one corpus: sample the prompt until the target is met, then
     /// write FILE, FILE's journal (.jsonl) and its manifest (.manifest.json).
-    Generate(GenerateArgs),
+    Generate(Box<GenerateArgs>),
+    /// List the provider profiles, built-in and configured: kind, endpoint,
+    /// the variable for the key and whether it is set, HIPAA eligibility.
+    Providers(ProvidersArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProvidersArgs {
+    /// Print one JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -59,22 +74,38 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub no_system: bool,
 
-    /// Which provider answers: openai (the public API) or replay (recorded
-    /// fixtures, no network).
-    #[arg(long, value_name = "NAME", default_value = "openai")]
-    pub provider: String,
+    /// Which profile answers: openai (the public API), azure (Azure OpenAI),
+    /// local (an OpenAI-compatible server, Ollama's address by default),
+    /// replay (recorded fixtures, no network), or a profile of the config
+    /// file [default: openai, or the profile of a --model alias].
+    #[arg(long, value_name = "NAME")]
+    pub provider: Option<String>,
 
     /// The folder of recorded responses that the replay provider answers from.
     #[arg(long, value_name = "DIR")]
     pub fixtures: Option<PathBuf>,
 
-    /// The model to ask.
-    #[arg(long, value_name = "NAME", default_value = "gpt-4.1")]
-    pub model: String,
+    /// The model to ask, the Azure deployment, or a model alias of the config
+    /// file [default: gpt-4.1].
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
 
-    /// The provider's base URL [env: OPENAI_BASE_URL] [default: https://api.openai.com/v1].
+    /// The provider's base URL, or the Azure resource endpoint [default:
+    /// $OPENAI_BASE_URL or https://api.openai.com/v1 for openai,
+    /// $AZURE_OPENAI_ENDPOINT for azure, http://127.0.0.1:11434/v1 for local].
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,
+
+    /// Receive each response as a stream of server-sent events.
+    #[arg(long)]
+    pub stream: bool,
+
+    /// Run under the HIPAA policy: only a profile attested `hipaa_eligible =
+    /// true` in the config file, or a local server on this machine, may serve
+    /// the job; it is refused before any network I/O otherwise. Output files
+    /// are created mode 0600 and no prompt or response text is ever logged.
+    #[arg(long)]
+    pub hipaa: bool,
 
     /// Sampling temperature, 0 to 2.
     #[arg(

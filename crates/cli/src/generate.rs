@@ -8,18 +8,14 @@ use corpusgen_core::{
     Event, JobSpec, LengthPolicy, OutputPaths, RetryPolicy, RunOptions, RunReport, Sampling,
     Target, run_job_until,
 };
-use corpusgen_providers::{
-    Dialect, HttpProvider, OPENAI_DEFAULT_BASE_URL, Provider, ReplayProvider,
-};
-use secrecy::SecretString;
+use corpusgen_providers::{Auth, Dialect, HttpProvider, Provider, ReplayProvider, SetupError};
 
 use crate::Environment;
 use crate::args::{GenerateArgs, LengthPolicyArg};
+use crate::config::Config;
 use crate::env_vars;
 use crate::exit::{CliError, ExitKind};
-
-/// The built-in provider profiles.
-const PROVIDERS: &[&str] = &["openai", "replay"];
+use crate::profiles::{self, Credential, Kind, Profile, ProfileFlags};
 
 /// A job ready to run: the validated spec, the provider that serves it and
 /// how requests are retried.
@@ -30,10 +26,24 @@ pub struct Resolved {
     pub retry: RetryPolicy,
 }
 
-/// Resolves flags over environment over defaults into one validated job.
-/// Everything that can be wrong with the input is found here, before any
-/// request.
-pub fn resolve(args: &GenerateArgs, env: &Environment) -> Result<Resolved, CliError> {
+/// Resolves flags over environment over config file over defaults into one
+/// validated job. Everything that can be wrong with the input is found here,
+/// and the HIPAA policy is applied here, before any request.
+pub fn resolve(
+    args: &GenerateArgs,
+    config: &Config,
+    env: &Environment,
+) -> Result<Resolved, CliError> {
+    let profile = profiles::resolve(
+        &ProfileFlags {
+            provider: args.provider.as_deref(),
+            model: args.model.as_deref(),
+            base_url: args.base_url.as_deref(),
+            fixtures: args.fixtures.as_ref(),
+        },
+        config,
+        env,
+    )?;
     let target = if let Some(chars) = args.target_chars {
         Target::Chars {
             chars,
@@ -57,8 +67,8 @@ pub fn resolve(args: &GenerateArgs, env: &Environment) -> Result<Resolved, CliEr
         topic: args.topic.clone(),
         prompt_template: args.prompt.clone(),
         system_prompt,
-        provider: args.provider.clone(),
-        model: args.model.clone(),
+        provider: profile.name.clone(),
+        model: profile.model.clone(),
         sampling: Sampling {
             temperature: args.temperature,
             max_tokens: args.max_tokens,
@@ -73,6 +83,8 @@ pub fn resolve(args: &GenerateArgs, env: &Environment) -> Result<Resolved, CliEr
         concurrency: args.concurrency,
         max_resamples: DEFAULT_MAX_RESAMPLES,
         out: args.out.clone(),
+        hipaa: args.hipaa,
+        endpoint: profile.endpoint.clone(),
     };
     spec.validate().map_err(CliError::bad_input)?;
     if !(args.timeout.is_finite() && args.timeout > 0.0) {
@@ -81,53 +93,10 @@ pub fn resolve(args: &GenerateArgs, env: &Environment) -> Result<Resolved, CliEr
             args.timeout
         )));
     }
-    let timeout = Duration::from_secs_f64(args.timeout);
-    let provider = match args.provider.as_str() {
-        "openai" => {
-            let key = env
-                .get(env_vars::OPENAI_API_KEY)
-                .filter(|key| !key.trim().is_empty())
-                .ok_or_else(|| {
-                    CliError::bad_input(format!(
-                        "{} is not set; export your OpenAI API key in it, or choose another --provider",
-                        env_vars::OPENAI_API_KEY
-                    ))
-                })?;
-            let base_url = args
-                .base_url
-                .clone()
-                .or_else(|| env.get(env_vars::OPENAI_BASE_URL))
-                .unwrap_or_else(|| OPENAI_DEFAULT_BASE_URL.to_string());
-            check_base_url(&base_url)?;
-            let mut dialect = Dialect::openai(
-                "openai",
-                &base_url,
-                SecretString::from(key),
-                env_vars::OPENAI_API_KEY,
-            );
-            dialect.timeout = timeout;
-            Provider::Http(
-                HttpProvider::new(dialect, spec.concurrency)
-                    .map_err(|err| CliError::new(ExitKind::Internal, err.to_string()))?,
-            )
-        }
-        "replay" => {
-            let folder = args.fixtures.as_ref().ok_or_else(|| {
-                CliError::bad_input(
-                    "the replay provider needs recorded responses; pass --fixtures DIR",
-                )
-            })?;
-            Provider::Replay(
-                ReplayProvider::from_folder("replay", folder).map_err(CliError::bad_input)?,
-            )
-        }
-        other => {
-            return Err(CliError::bad_input(format!(
-                "unknown provider `{other}`; the providers are {}",
-                PROVIDERS.join(", ")
-            )));
-        }
-    };
+    if args.hipaa {
+        profile.check_hipaa()?;
+    }
+    let provider = build_provider(&profile, args, spec.concurrency)?;
     let retry = RetryPolicy {
         max_retries: args.max_retries,
         ..RetryPolicy::default()
@@ -137,6 +106,79 @@ pub fn resolve(args: &GenerateArgs, env: &Environment) -> Result<Resolved, CliEr
         provider,
         retry,
     })
+}
+
+/// The provider of a resolved profile. Nothing here touches the network.
+fn build_provider(
+    profile: &Profile,
+    args: &GenerateArgs,
+    concurrency: usize,
+) -> Result<Provider, CliError> {
+    if profile.kind == Kind::Replay {
+        let folder = profile
+            .fixtures
+            .as_ref()
+            .expect("a replay profile has fixtures");
+        return Ok(Provider::Replay(
+            ReplayProvider::from_folder(&profile.name, folder).map_err(CliError::bad_input)?,
+        ));
+    }
+    let endpoint = profile
+        .endpoint
+        .as_deref()
+        .expect("HTTP profiles have an endpoint");
+    check_base_url(endpoint)?;
+    let missing = |env: &str| {
+        CliError::bad_input(match profile.kind {
+            Kind::Azure => format!(
+                "{env} is not set; export the Azure OpenAI key in it (or an Entra ID token in {}), or choose another --provider",
+                env_vars::AZURE_OPENAI_AD_TOKEN
+            ),
+            _ => format!(
+                "{env} is not set; export your {} API key in it, or choose another --provider",
+                if profile.kind == Kind::Openai {
+                    "OpenAI"
+                } else {
+                    "server's"
+                }
+            ),
+        })
+    };
+    let mut dialect = match (&profile.kind, &profile.credential) {
+        (_, Credential::Missing { env }) => return Err(missing(env)),
+        (Kind::Openai, Credential::Key { secret, env }) => {
+            Dialect::openai(&profile.name, endpoint, secret.clone(), env)
+        }
+        (Kind::Azure, Credential::Key { secret, env }) => Dialect::azure(
+            &profile.name,
+            endpoint,
+            &profile.model,
+            &profile.api_version,
+            Auth::ApiKey(secret.clone()),
+            env,
+        ),
+        (Kind::Azure, Credential::AdToken { secret, env }) => Dialect::azure(
+            &profile.name,
+            endpoint,
+            &profile.model,
+            &profile.api_version,
+            Auth::Bearer(secret.clone()),
+            env,
+        ),
+        (Kind::Local, Credential::Key { secret, env }) => {
+            Dialect::local(&profile.name, endpoint, Some((secret.clone(), env.clone())))
+        }
+        (Kind::Local, _) => Dialect::local(&profile.name, endpoint, None),
+        (kind, _) => unreachable!("a {kind:?} profile always has a credential or a missing one"),
+    };
+    dialect.stream = args.stream;
+    dialect.timeout = Duration::from_secs_f64(args.timeout);
+    HttpProvider::new(dialect, concurrency)
+        .map(Provider::Http)
+        .map_err(|err| match err {
+            SetupError::InvalidCredential { .. } => CliError::bad_input(err),
+            SetupError::Client { .. } => CliError::new(ExitKind::Internal, err),
+        })
 }
 
 /// Runs a resolved job, printing progress on stderr unless `quiet`. Ctrl-C
@@ -182,7 +224,7 @@ pub async fn run(resolved: Resolved, fresh: bool, quiet: bool) -> Result<RunRepo
     };
     let options = RunOptions {
         fresh,
-        private_files: false,
+        private_files: spec.hipaa,
         retry,
     };
     run_job_until(

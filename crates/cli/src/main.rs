@@ -2,9 +2,11 @@
 //! failure to one message on stderr and an exit code.
 
 mod args;
+mod config;
 mod env_vars;
 mod exit;
 mod generate;
+mod profiles;
 mod signals;
 
 use std::collections::BTreeMap;
@@ -14,6 +16,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::args::{Cli, Command};
+use crate::config::Config;
 use crate::exit::{CliError, ExitKind};
 
 /// The environment variables, read once at start-up and passed explicitly.
@@ -57,7 +60,8 @@ fn main() -> ExitCode {
 fn run(cli: Cli, env: &Environment) -> Result<(), CliError> {
     match cli.command {
         Command::Generate(args) => {
-            let resolved = generate::resolve(&args, env)?;
+            let config = Config::load(cli.config.as_deref(), env)?;
+            let resolved = generate::resolve(&args, &config, env)?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -86,6 +90,42 @@ fn run(cli: Cli, env: &Environment) -> Result<(), CliError> {
             );
             Ok(())
         }
+        Command::Providers(args) => {
+            let config = Config::load(cli.config.as_deref(), env)?;
+            print_providers(&profiles::summaries(&config, env), args.json);
+            Ok(())
+        }
+    }
+}
+
+/// `corpusgen providers`: a table for people, or JSON for scripts. Keys are
+/// never printed, only whether their variable is set.
+fn print_providers(summaries: &[profiles::ProfileSummary], json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(summaries).expect("summaries serialize")
+        );
+        return;
+    }
+    println!(
+        "{:<20} {:<7} {:<44} {:<32} HIPAA",
+        "PROFILE", "KIND", "ENDPOINT", "KEY"
+    );
+    for summary in summaries {
+        let key = match (&summary.key_env, summary.key_set) {
+            (Some(env), true) => format!("{env} (set)"),
+            (Some(env), false) => format!("{env} (not set)"),
+            (None, _) => "none needed".to_string(),
+        };
+        println!(
+            "{:<20} {:<7} {:<44} {:<32} {}",
+            summary.name,
+            summary.kind,
+            summary.endpoint.as_deref().unwrap_or("-"),
+            key,
+            summary.hipaa
+        );
     }
 }
 

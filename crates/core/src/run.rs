@@ -181,6 +181,12 @@ pub async fn run_job_until<P: ChatProvider>(
                 break;
             };
             let request = spec.request(index, resample);
+            tracing::info!(
+                index,
+                resample,
+                in_flight = in_flight.len() + 1,
+                "request issued"
+            );
             let retry = options.retry;
             in_flight.push(async move {
                 let sent = Instant::now();
@@ -208,6 +214,30 @@ pub async fn run_job_until<P: ChatProvider>(
             attempts,
             waited,
         } = attempted;
+        // Logs carry numbers and the provider's error messages, never a
+        // prompt or a response text: they are safe under --hipaa at any level.
+        match &result {
+            Ok(response) => tracing::info!(
+                index = request.index,
+                chars = char_len(&response.text),
+                latency_ms = latency.as_millis() as u64,
+                attempts,
+                finish_reason = response.finish_reason.as_deref().unwrap_or("none"),
+                "response received"
+            ),
+            Err(error) => tracing::warn!(
+                index = request.index,
+                attempts,
+                kind = ?error.kind,
+                "request failed: {}",
+                error.message
+            ),
+        }
+        tracing::debug!(
+            index = request.index,
+            waited_ms = waited.as_millis() as u64,
+            "retry waits"
+        );
         state.totals.retries += u64::from(attempts.saturating_sub(1));
         state.totals.retry_wait_ms += waited.as_millis() as u64;
         let result = match result {

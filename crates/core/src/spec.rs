@@ -50,6 +50,11 @@ pub struct JobSpec {
     pub concurrency: usize,
     pub max_resamples: u32,
     pub out: PathBuf,
+    /// The job ran under the HIPAA policy (`--hipaa`). Recorded for
+    /// provenance, not part of the job's identity.
+    pub hipaa: bool,
+    /// Where the provider was reached, for provenance (`None` for replay).
+    pub endpoint: Option<String>,
 }
 
 /// The sampling parameters sent with every request.

@@ -1,32 +1,47 @@
 //! The HTTP providers. They all speak the OpenAI Chat Completions format; how
-//! they differ (URL, auth header, query string, which fields the body carries)
-//! is data in `Dialect`, not code.
+//! they differ (URL, auth header, query string, which fields the body carries,
+//! whether the answer is streamed) is data in `Dialect`, not code.
 
 use std::time::Duration;
 
 use corpusgen_core::{ChatProvider, ChatRequest, ChatResponse, ProviderError, ProviderErrorKind};
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::wire::{HttpFailure, RequestBody, parse_response};
+use crate::stream::read_event_stream;
+use crate::wire::{HttpFailure, RequestBody, StreamOptions, parse_response};
 
 /// OpenAI's public API, the default base URL of the `openai` provider.
 pub const OPENAI_DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 
+/// Ollama's OpenAI-compatible API on its default port, the default base URL of
+/// the `local` provider. llama.cpp's `llama-server` (port 8080), vLLM (8000) and
+/// LM Studio (1234) serve the same API under `/v1` on their own ports.
+pub const LOCAL_DEFAULT_BASE_URL: &str = "http://127.0.0.1:11434/v1";
+
+/// The newest generally available Azure OpenAI data-plane API version, whose
+/// published request schema `fixtures/specs/` holds.
+pub const AZURE_DEFAULT_API_VERSION: &str = "2024-10-21";
+
 /// The per-request timeout unless `--timeout` says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// How a credential is sent.
+/// How a credential is sent. Every variant that carries a secret sends it in a
+/// header marked sensitive, so no HTTP-level debug output can show it.
 #[derive(Debug, Clone)]
 pub enum Auth {
-    /// `Authorization: Bearer KEY` (OpenAI, local servers with a key).
+    /// `Authorization: Bearer TOKEN`: OpenAI keys, local servers with a key, and
+    /// Microsoft Entra ID tokens for Azure.
     Bearer(SecretString),
-    /// No credential at all: no `Authorization` header is sent.
+    /// `api-key: KEY`: an Azure OpenAI resource key.
+    ApiKey(SecretString),
+    /// No credential at all: neither `Authorization` nor `api-key` is sent.
     None,
 }
 
 /// Which field carries the completion-token limit: OpenAI has deprecated
-/// `max_tokens` for `max_completion_tokens`; most local servers know only the old one.
+/// `max_tokens` for `max_completion_tokens`; most local servers, and Azure's
+/// 2024-10-21 request schema for non-reasoning models, know the old one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MaxTokensField {
     MaxTokens,
@@ -38,12 +53,23 @@ pub enum MaxTokensField {
 pub struct Dialect {
     /// The profile name, used in messages and the journal.
     pub name: String,
-    /// The full URL requests are posted to.
+    /// The full URL requests are posted to, query string included.
     pub url: String,
     pub auth: Auth,
-    /// The env var the key came from, named in a 401/403 message.
+    /// The env var the credential came from, named in a 401/403 message.
     pub key_env: Option<String>,
+    /// Whether the body names the model. Azure leaves it out: the deployment in
+    /// the URL names the model, and its request schema has no `model` field.
+    pub model_in_body: bool,
     pub max_tokens_field: MaxTokensField,
+    /// Whether to ask for the answer as Server-Sent Events (`"stream": true`)
+    /// and assemble it from the streamed chunks.
+    pub stream: bool,
+    /// Whether a streamed request also asks for token usage in a final chunk
+    /// (`"stream_options": {"include_usage": true}`). Azure's 2024-10-21 request
+    /// schema has no `stream_options`, so the Azure dialect leaves it off; turn
+    /// it on for a preview API version that knows it.
+    pub stream_include_usage: bool,
     pub timeout: Duration,
 }
 
@@ -51,16 +77,32 @@ pub struct Dialect {
 #[derive(Debug, Clone)]
 pub struct HttpProvider {
     dialect: Dialect,
+    /// Built once from the dialect, so a key that cannot be a header value
+    /// fails at setup instead of silently sending no credential.
+    headers: HeaderMap,
     client: reqwest::Client,
 }
 
 /// An HTTP provider that could not be set up.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot set up the HTTP client for {name}: {source}")]
-pub struct SetupError {
-    name: String,
-    #[source]
-    source: reqwest::Error,
+pub enum SetupError {
+    /// reqwest could not build a client (no TLS backend, for one).
+    #[error("cannot set up the HTTP client for {name}: {source}")]
+    Client {
+        name: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The credential holds a char an HTTP header cannot carry (a line break,
+    /// a control char); the message names where it came from, never the key.
+    #[error(
+        "the credential for {name}{from} cannot be sent in an HTTP header; remove line breaks and control characters from it",
+        from = key_env.as_deref().map(|env| format!(" in {env}")).unwrap_or_default()
+    )]
+    InvalidCredential {
+        name: String,
+        key_env: Option<String>,
+    },
 }
 
 impl Dialect {
@@ -71,8 +113,72 @@ impl Dialect {
             url: format!("{}/chat/completions", base_url.trim_end_matches('/')),
             auth: Auth::Bearer(key),
             key_env: Some(key_env.to_string()),
+            model_in_body: true,
             max_tokens_field: MaxTokensField::MaxCompletionTokens,
+            stream: false,
+            stream_include_usage: true,
             timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// The `azure` provider:
+    /// `POST {endpoint}/openai/deployments/{deployment}/chat/completions?api-version={api_version}`,
+    /// with `auth` either `Auth::ApiKey` (a resource key, sent as `api-key`) or
+    /// `Auth::Bearer` (a Microsoft Entra ID token). `key_env` is the env var the
+    /// credential came from. The body has no `model`: the deployment names it.
+    pub fn azure(
+        name: &str,
+        endpoint: &str,
+        deployment: &str,
+        api_version: &str,
+        auth: Auth,
+        key_env: &str,
+    ) -> Dialect {
+        Dialect {
+            name: name.to_string(),
+            url: format!(
+                "{}/openai/deployments/{deployment}/chat/completions?api-version={api_version}",
+                endpoint.trim_end_matches('/')
+            ),
+            auth,
+            key_env: Some(key_env.to_string()),
+            model_in_body: false,
+            max_tokens_field: MaxTokensField::MaxTokens,
+            stream: false,
+            stream_include_usage: false,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// The `local` provider: any OpenAI-compatible server (Ollama, llama.cpp's
+    /// `llama-server`, vLLM, LM Studio) at `POST {base}/chat/completions`.
+    /// `key` is the server's key and the env var it came from; without one no
+    /// `Authorization` header is sent at all.
+    pub fn local(name: &str, base_url: &str, key: Option<(SecretString, String)>) -> Dialect {
+        let (auth, key_env) = match key {
+            Some((key, key_env)) => (Auth::Bearer(key), Some(key_env)),
+            None => (Auth::None, None),
+        };
+        Dialect {
+            name: name.to_string(),
+            url: format!("{}/chat/completions", base_url.trim_end_matches('/')),
+            auth,
+            key_env,
+            model_in_body: true,
+            max_tokens_field: MaxTokensField::MaxTokens,
+            stream: false,
+            stream_include_usage: true,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+impl Auth {
+    /// The secret this credential carries, if any.
+    fn secret(&self) -> Option<&SecretString> {
+        match self {
+            Auth::Bearer(secret) | Auth::ApiKey(secret) => Some(secret),
+            Auth::None => None,
         }
     }
 }
@@ -80,57 +186,60 @@ impl Dialect {
 impl HttpProvider {
     /// `max_in_flight` sizes the connection pool for the job's concurrency.
     pub fn new(dialect: Dialect, max_in_flight: usize) -> Result<HttpProvider, SetupError> {
+        let headers = headers(&dialect)?;
         let client = reqwest::Client::builder()
             .timeout(dialect.timeout)
             .pool_max_idle_per_host(max_in_flight.max(1))
             .user_agent(concat!("corpusgen/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|source| SetupError {
+            .map_err(|source| SetupError::Client {
                 name: dialect.name.clone(),
                 source,
             })?;
-        Ok(HttpProvider { dialect, client })
+        Ok(HttpProvider {
+            dialect,
+            headers,
+            client,
+        })
     }
 
+    /// The dialect this provider was built with.
     pub fn dialect(&self) -> &Dialect {
         &self.dialect
     }
 
-    /// The JSON body for a request, exactly as it is sent.
+    /// The JSON body for a request, exactly as it is sent, stream fields included.
     pub fn body(&self, request: &ChatRequest) -> serde_json::Value {
         let (max_tokens, max_completion_tokens) = match self.dialect.max_tokens_field {
             MaxTokensField::MaxTokens => (request.max_tokens, None),
             MaxTokensField::MaxCompletionTokens => (None, request.max_tokens),
         };
+        let stream = self.dialect.stream;
         serde_json::to_value(RequestBody {
-            model: Some(&request.model),
+            model: self.dialect.model_in_body.then_some(request.model.as_str()),
             messages: &request.messages,
             temperature: request.temperature,
             max_tokens,
             max_completion_tokens,
             seed: request.seed,
+            // Left out rather than `false` when off, so a non-streamed body is
+            // the same as before streaming existed.
+            stream: stream.then_some(true),
+            stream_options: (stream && self.dialect.stream_include_usage).then_some(
+                StreamOptions {
+                    include_usage: true,
+                },
+            ),
         })
         .expect("request bodies always serialize")
     }
 
-    fn headers(&self) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Auth::Bearer(key) = &self.dialect.auth
-            && let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
-        {
-            value.set_sensitive(true);
-            headers.insert(AUTHORIZATION, value);
-        }
-        headers
-    }
-
-    /// Removes the key from a message, should a server ever echo it back.
+    /// Removes the credential from a message, should a server ever echo it back.
     fn scrub(&self, mut error: ProviderError) -> ProviderError {
-        if let Auth::Bearer(key) = &self.dialect.auth {
-            let key = key.expose_secret();
-            if !key.is_empty() && error.message.contains(key) {
-                error.message = error.message.replace(key, "[redacted]");
+        if let Some(secret) = self.dialect.auth.secret() {
+            let secret = secret.expose_secret();
+            if !secret.is_empty() && error.message.contains(secret) {
+                error.message = error.message.replace(secret, "[redacted]");
             }
         }
         error
@@ -143,7 +252,7 @@ impl HttpProvider {
         let response = self
             .client
             .post(&self.dialect.url)
-            .headers(self.headers())
+            .headers(self.headers.clone())
             .body(body)
             .send()
             .await
@@ -158,6 +267,20 @@ impl HttpProvider {
         };
         let retry_after_ms = header("retry-after-ms");
         let retry_after = header("retry-after");
+        let content_type = header("content-type").unwrap_or_default();
+        // An error status is read whole and classified the same way whether or
+        // not the request asked for a stream: servers answer errors as JSON.
+        if (200..300).contains(&status)
+            && self.dialect.stream
+            // A server that ignores `stream` answers with a plain completion,
+            // which is as good an answer; anything else is read as events.
+            && !content_type.starts_with("application/json")
+        {
+            return read_event_stream(name, response.bytes_stream(), |err| {
+                transport_error(name, &err)
+            })
+            .await;
+        }
         let bytes = response
             .bytes()
             .await
@@ -186,6 +309,29 @@ impl ChatProvider for HttpProvider {
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError> {
         self.send(request).await.map_err(|err| self.scrub(err))
     }
+}
+
+/// The headers every request of a dialect carries, the credential marked
+/// sensitive so that no debug output of the request can show it.
+fn headers(dialect: &Dialect) -> Result<HeaderMap, SetupError> {
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let (header_name, header_text) = match &dialect.auth {
+        Auth::Bearer(token) => (AUTHORIZATION, format!("Bearer {}", token.expose_secret())),
+        Auth::ApiKey(key) => (
+            HeaderName::from_static("api-key"),
+            key.expose_secret().to_string(),
+        ),
+        Auth::None => return Ok(headers),
+    };
+    let mut value =
+        HeaderValue::from_str(&header_text).map_err(|_| SetupError::InvalidCredential {
+            name: dialect.name.clone(),
+            key_env: dialect.key_env.clone(),
+        })?;
+    value.set_sensitive(true);
+    headers.insert(header_name, value);
+    Ok(headers)
 }
 
 /// A failure before a complete HTTP response arrived.

@@ -1,4 +1,6 @@
-//! corpusgen-providers: the `ChatProvider` implementations.
+//! corpusgen-providers: the `ChatProvider` implementations: OpenAI, Azure
+//! OpenAI and local OpenAI-compatible servers over HTTP (`HttpProvider`, one
+//! `Dialect` each, streamed or not), and recorded fixtures (`ReplayProvider`).
 //!
 //! Architecture invariant: this is the only crate that knows the OpenAI wire
 //! format and speaks HTTP. It reads no flags, environment variables or config
@@ -6,12 +8,14 @@
 
 pub mod http;
 pub mod replay;
+mod stream;
 mod wire;
 
 use corpusgen_core::{ChatProvider, ChatRequest, ChatResponse, ProviderError};
 
 pub use http::{
-    Auth, DEFAULT_TIMEOUT, Dialect, HttpProvider, MaxTokensField, OPENAI_DEFAULT_BASE_URL,
+    AZURE_DEFAULT_API_VERSION, Auth, DEFAULT_TIMEOUT, Dialect, HttpProvider,
+    LOCAL_DEFAULT_BASE_URL, MaxTokensField, OPENAI_DEFAULT_BASE_URL, SetupError,
 };
 pub use replay::{ReplayError, ReplayProvider};
 

@@ -1,9 +1,12 @@
 //! Integration tests of the `corpusgen` binary, run as a child process with a
 //! cleared environment so that a developer's real key can never reach a test.
 
+mod config;
 mod crash;
 mod errors;
 mod faults;
 mod generate;
 mod help;
+mod hipaa;
+mod keys;
 mod support;

@@ -46,3 +46,11 @@ pub fn seed_args<'a>(rest: &[&'a str]) -> Vec<&'a str> {
     args.extend_from_slice(rest);
     args
 }
+
+/// The seed's hand-curated fixtures folder, as a string argument.
+pub fn workspace_fixtures() -> String {
+    corpusgen_testkit::workspace_root()
+        .join("fixtures/openai/dpo-chatgpt")
+        .to_string_lossy()
+        .into_owned()
+}

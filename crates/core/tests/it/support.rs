@@ -34,6 +34,8 @@ pub fn seed_spec(out: &Path, target: Target) -> JobSpec {
         concurrency: 1,
         max_resamples: DEFAULT_MAX_RESAMPLES,
         out: out.to_path_buf(),
+        hipaa: false,
+        endpoint: None,
     }
 }
 

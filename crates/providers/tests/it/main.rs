@@ -1,4 +1,9 @@
-//! Integration tests of corpusgen-providers: one binary, a module per provider.
+//! Integration tests of corpusgen-providers: one binary, a module per area.
 
+mod azure;
+mod conformance;
+mod local;
 mod openai;
 mod replay;
+mod streaming;
+mod support;

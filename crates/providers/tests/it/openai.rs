@@ -1,48 +1,38 @@
 //! The `openai` provider against wiremock: what it sends, how it reads
 //! answers and how it classifies failures.
 
-use corpusgen_core::{ChatMessage, ChatProvider, ChatRequest, ProviderErrorKind, Role};
+use corpusgen_core::{ChatProvider, ChatRequest, ProviderErrorKind};
 use corpusgen_providers::{Dialect, HttpProvider};
-use corpusgen_testkit::{completion, error_body};
+use corpusgen_testkit::error_body;
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use wiremock::matchers::{header, method, path};
+use wiremock::matchers::{header, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-/// Recognisable, so a test can prove it never leaks.
-const TEST_KEY: &str = "sk-test-corpusgen-0123456789";
+use crate::support::{
+    self, OPENAI_TEST_KEY as TEST_KEY, RequestOptions, StreamShape, completion_answer,
+    stream_answer, with_stream,
+};
 
-fn provider(server: &MockServer) -> HttpProvider {
-    let dialect = Dialect::openai(
+fn dialect(server_uri: &str) -> Dialect {
+    Dialect::openai(
         "openai",
-        &format!("{}/v1", server.uri()),
+        &format!("{server_uri}/v1"),
         SecretString::from(TEST_KEY),
         "OPENAI_API_KEY",
-    );
-    HttpProvider::new(dialect, 4).unwrap()
+    )
+}
+
+fn provider(server: &MockServer) -> HttpProvider {
+    HttpProvider::new(dialect(&server.uri()), 4).unwrap()
 }
 
 fn request(system: bool, max_tokens: Option<u32>, seed: Option<i64>) -> ChatRequest {
-    let mut messages = Vec::new();
-    if system {
-        messages.push(ChatMessage {
-            role: Role::System,
-            content: "You are a teacher.".into(),
-        });
-    }
-    messages.push(ChatMessage {
-        role: Role::User,
-        content: "Explain DPO (Direct Preference Optimization)".into(),
-    });
-    ChatRequest {
-        index: 0,
-        resample: 0,
-        model: "gpt-4.1".into(),
-        messages,
-        temperature: 1.0,
+    support::chat_request(RequestOptions {
+        system,
         max_tokens,
         seed,
-    }
+    })
 }
 
 /// Sends one request to a mock that answers `answer`, and returns the
@@ -54,21 +44,32 @@ async fn exchange(
     Result<corpusgen_core::ChatResponse, corpusgen_core::ProviderError>,
     wiremock::Request,
 ) {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(answer)
-        .expect(1)
-        .mount(&server)
-        .await;
-    let result = provider(&server).complete(&chat).await;
-    let mut received = server.received_requests().await.unwrap();
-    assert_eq!(received.len(), 1);
-    (result, received.remove(0))
+    let exchange = support::exchange(dialect, "/v1/chat/completions", &chat, answer).await;
+    (exchange.result, exchange.received)
 }
 
 fn ok() -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_json(completion("DPO is ...", "chatcmpl-1"))
+    completion_answer("DPO is ...")
+}
+
+#[tokio::test]
+async fn a_streamed_request_asks_for_usage_and_sends_the_same_headers() {
+    let exchange = support::exchange(
+        |uri| with_stream(dialect(uri), true),
+        "/v1/chat/completions",
+        &request(true, Some(800), Some(42)),
+        stream_answer("DPO is ...", StreamShape::OPENAI),
+    )
+    .await;
+    assert_eq!(exchange.result.as_ref().unwrap().text, "DPO is ...");
+    assert_eq!(exchange.received.method.as_str(), "POST");
+    assert_eq!(exchange.received.url.query(), None);
+    exchange.assert_credentials(Some(&format!("Bearer {TEST_KEY}")), None);
+    assert_eq!(
+        exchange.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    insta::assert_json_snapshot!("body_streamed", exchange.body());
 }
 
 #[tokio::test]
@@ -85,6 +86,7 @@ async fn sends_bearer_auth_json_and_the_body_without_nulls() {
             .map(|v| v.to_str().unwrap().to_string())
     };
     assert_eq!(header("authorization"), Some(format!("Bearer {TEST_KEY}")));
+    assert_eq!(header("api-key"), None);
     assert_eq!(header("content-type").as_deref(), Some("application/json"));
     assert!(header("user-agent").unwrap().starts_with("corpusgen/"));
     let body: Value = serde_json::from_slice(&received.body).unwrap();
@@ -116,7 +118,7 @@ async fn reads_usage_finish_reason_id_and_model() {
     let (result, _) = exchange(request(true, None, None), ok()).await;
     let response = result.unwrap();
     assert_eq!(response.finish_reason.as_deref(), Some("stop"));
-    assert_eq!(response.response_id.as_deref(), Some("chatcmpl-1"));
+    assert_eq!(response.response_id.as_deref(), Some(support::RESPONSE_ID));
     assert_eq!(response.model.as_deref(), Some("gpt-4.1-2025-04-14"));
     assert_eq!(response.usage.map(|usage| usage.total_tokens), Some(340));
 }
