@@ -1,6 +1,7 @@
 //! The command line, as clap reads it. Nothing here resolves or validates
 //! beyond types; `generate::resolve` does that once.
 
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
@@ -157,6 +158,15 @@ pub struct GenerateArgs {
         allow_negative_numbers = true
     )]
     pub concurrency: usize,
+
+    /// At most N requests a minute, evenly spaced, enforced on this side.
+    #[arg(long, value_name = "N")]
+    pub rpm: Option<NonZeroU32>,
+
+    /// At most N tokens a minute (prompt estimated at four chars a token,
+    /// completion from the usage seen so far), enforced on this side.
+    #[arg(long, value_name = "N")]
+    pub tpm: Option<NonZeroU32>,
 
     /// Seconds one request may take before it counts as timed out.
     #[arg(

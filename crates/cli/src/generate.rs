@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use corpusgen_core::spec::{DEFAULT_MAX_RESAMPLES, DEFAULT_SYSTEM_PROMPT};
 use corpusgen_core::{
-    Event, JobSpec, LengthPolicy, OutputPaths, RetryPolicy, RunOptions, RunReport, Sampling,
-    Target, run_job_until,
+    Event, JobSpec, LengthPolicy, OutputPaths, RateLimits, RetryPolicy, RunOptions, RunReport,
+    Sampling, Target, run_job_until,
 };
 use corpusgen_providers::{Auth, Dialect, HttpProvider, Provider, ReplayProvider, SetupError};
 
@@ -24,6 +24,7 @@ pub struct Resolved {
     pub spec: JobSpec,
     pub provider: Provider,
     pub retry: RetryPolicy,
+    pub rate: RateLimits,
 }
 
 /// Resolves flags over environment over config file over defaults into one
@@ -105,6 +106,10 @@ pub fn resolve(
         spec,
         provider,
         retry,
+        rate: RateLimits {
+            requests_per_minute: args.rpm,
+            tokens_per_minute: args.tpm,
+        },
     })
 }
 
@@ -188,6 +193,7 @@ pub async fn run(resolved: Resolved, fresh: bool, quiet: bool) -> Result<RunRepo
         spec,
         provider,
         retry,
+        rate,
     } = resolved;
     let target = spec.target.clone();
     let mut observer = |event: &Event| {
@@ -226,6 +232,7 @@ pub async fn run(resolved: Resolved, fresh: bool, quiet: bool) -> Result<RunRepo
         fresh,
         private_files: spec.hipaa,
         retry,
+        rate,
     };
     run_job_until(
         &spec,

@@ -216,12 +216,20 @@ impl Journal {
     /// Appends one record and syncs it to disk before returning, so a record
     /// that was appended survives a crash.
     pub fn append(&mut self, record: &JournalRecord) -> Result<(), JournalError> {
+        self.write(record)?;
+        self.sync()
+    }
+
+    /// Appends one record without syncing it. It is not durable, and must not
+    /// count, until a sync that started after this write has finished
+    /// (`sync`, or the file of `sync_handle`): that is the group commit that
+    /// lets many records share one sync.
+    pub fn write(&mut self, record: &JournalRecord) -> Result<(), JournalError> {
         let mut line = serde_json::to_vec(record).expect("journal records always serialize");
         line.push(b'\n');
         let offset = self.end;
         self.file
             .write_all(&line)
-            .and_then(|()| self.file.sync_data())
             .map_err(|source| JournalError::Io {
                 path: self.path.clone(),
                 source,
@@ -234,6 +242,23 @@ impl Journal {
                 .insert(response.index, (offset, line.len() as u64));
         }
         Ok(())
+    }
+
+    /// Makes every record written so far durable.
+    pub fn sync(&mut self) -> Result<(), JournalError> {
+        self.file.sync_data().map_err(|source| JournalError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// A second handle on the journal file, to sync it on another thread while
+    /// the job goes on.
+    pub fn sync_handle(&self) -> Result<File, JournalError> {
+        self.file.try_clone().map_err(|source| JournalError::Io {
+            path: self.path.clone(),
+            source,
+        })
     }
 
     /// The accepted text of slot `index`, read back from disk.

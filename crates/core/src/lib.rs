@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod output;
 pub mod policy;
 pub mod provider;
+pub mod rate;
 pub mod retry;
 pub mod run;
 pub mod spec;
@@ -20,9 +21,10 @@ pub use journal::{JournalRecord, RejectReason, ResponseRecord};
 pub use output::OutputPaths;
 pub use policy::{Assembler, Selection, select};
 pub use provider::{
-    ChatMessage, ChatProvider, ChatRequest, ChatResponse, ProviderError, ProviderErrorKind, Role,
-    Usage,
+    ChatMessage, ChatProvider, ChatRequest, ChatResponse, ProviderError, ProviderErrorKind,
+    RateLimitHint, Role, Usage,
 };
+pub use rate::RateLimits;
 pub use retry::RetryPolicy;
 pub use run::{Event, RunError, RunOptions, RunReport, run_job, run_job_until};
 pub use spec::{JobSpec, LengthPolicy, Sampling, SpecError, Target};

@@ -56,6 +56,9 @@ pub struct Totals {
     pub retries: u64,
     /// Time spent waiting between attempts (backoff and Retry-After).
     pub retry_wait_ms: u64,
+    /// Times every request was paused: after a 429, or when the provider's
+    /// rate-limit headers said its window was used up.
+    pub cooldowns: u64,
     /// Responses that came from the journal of an earlier run of this job.
     pub resumed_responses: u64,
 }

@@ -48,6 +48,18 @@ pub struct ChatResponse {
     pub model: Option<String>,
     /// HTTP attempts this response took, retries included.
     pub attempts: u32,
+    /// What the provider's rate-limit headers said with this response.
+    pub rate_limit: Option<RateLimitHint>,
+}
+
+/// The provider's `x-ratelimit-*` headers: how much of the window is left and
+/// when it resets, so issuance can slow down before a 429.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RateLimitHint {
+    pub remaining_requests: Option<u64>,
+    pub remaining_tokens: Option<u64>,
+    pub reset_requests: Option<Duration>,
+    pub reset_tokens: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

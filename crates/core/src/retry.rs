@@ -10,6 +10,7 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 
 use crate::provider::{ChatProvider, ChatRequest, ChatResponse, ProviderError, ProviderErrorKind};
+use crate::rate::Pacing;
 
 /// Retries per request unless `--max-retries` says otherwise.
 pub const DEFAULT_MAX_RETRIES: u32 = 6;
@@ -79,10 +80,13 @@ impl RetryPolicy {
 }
 
 /// Sends a request until it succeeds, fails for good, or runs out of retries.
+/// Every attempt first waits out a pause shared by all requests (after a 429)
+/// and reports its outcome to `pacing`.
 pub async fn complete_with_retries<P: ChatProvider>(
     provider: &P,
     request: &ChatRequest,
     policy: RetryPolicy,
+    pacing: &Pacing,
 ) -> Attempted {
     let mut attempts = 0u32;
     let mut waited = Duration::ZERO;
@@ -94,7 +98,15 @@ pub async fn complete_with_retries<P: ChatProvider>(
         .with_max_times(policy.max_retries as usize);
     let result = (|| {
         attempts += 1;
-        provider.complete(request)
+        async {
+            pacing.wait_for_pause().await;
+            let result = provider.complete(request).await;
+            match &result {
+                Ok(response) => pacing.on_success(response.rate_limit.as_ref()),
+                Err(error) => pacing.on_failure(error),
+            }
+            result
+        }
     })
     .retry(backoff)
     .when(|error: &ProviderError| error.kind.is_retryable())

@@ -19,6 +19,7 @@ use crate::manifest::{Manifest, ManifestOutputs, Timings, Totals};
 use crate::output::{OutputPaths, create_parent, write_atomic};
 use crate::policy::{Assembler, Selection};
 use crate::provider::{ChatProvider, ChatRequest, ChatResponse, ProviderError, ProviderErrorKind};
+use crate::rate::{Pacing, RateLimits, Wait};
 use crate::retry::{Attempted, RetryPolicy, complete_with_retries};
 use crate::spec::{JobSpec, SpecError};
 use crate::text::{char_len, splits_cleanly};
@@ -34,6 +35,7 @@ pub struct RunOptions {
     /// Create every output file readable by its owner only (mode 0600).
     pub private_files: bool,
     pub retry: RetryPolicy,
+    pub rate: RateLimits,
 }
 
 /// What the loop reports as it goes, for progress displays. Events carry no
@@ -168,6 +170,9 @@ pub async fn run_job_until<P: ChatProvider>(
     }
     state.totals.resumed_responses = state.totals.responses_received;
 
+    // Declared before the requests in flight, which borrow it.
+    let pacing = Pacing::new(options.rate, spec.concurrency);
+    let pacing = &pacing;
     let mut in_flight = FuturesUnordered::new();
     let mut failure: Option<RunError> = None;
     let stop = std::pin::pin!(stop);
@@ -175,11 +180,30 @@ pub async fn run_job_until<P: ChatProvider>(
     let mut stopping = false;
     let grace = tokio::time::sleep(Duration::MAX);
     let mut grace = std::pin::pin!(grace);
+    // Group commit: records are written as they arrive, and one sync on a
+    // blocking thread makes a whole batch durable while requests go on.
+    // A record counts only once a sync that started after its write is done.
+    let mut next_permit: Option<tokio::time::Instant> = None;
+    let mut unsynced: Vec<ResponseRecord> = Vec::new();
+    let mut syncing: Option<(tokio::task::JoinHandle<io::Result<()>>, Vec<ResponseRecord>)> = None;
     loop {
-        while failure.is_none() && !stopping && in_flight.len() < spec.concurrency {
-            let Some((index, resample)) = state.next_request(in_flight.len() as u64) else {
+        while failure.is_none()
+            && !stopping
+            && next_permit.is_none()
+            && in_flight.len() < pacing.in_flight_limit()
+        {
+            let awaiting_sync =
+                unsynced.len() + syncing.as_ref().map_or(0, |(_, batch)| batch.len());
+            let Some((index, resample, fresh)) =
+                state.next_request((in_flight.len() + awaiting_sync) as u64)
+            else {
                 break;
             };
+            if let Err(Wait::Until(when)) = pacing.permit(state.expected_tokens(spec)) {
+                state.unissue(index, resample, fresh);
+                next_permit = Some(when);
+                break;
+            }
             let request = spec.request(index, resample);
             tracing::info!(
                 index,
@@ -190,15 +214,36 @@ pub async fn run_job_until<P: ChatProvider>(
             let retry = options.retry;
             in_flight.push(async move {
                 let sent = Instant::now();
-                let attempted = complete_with_retries(provider, &request, retry).await;
+                let attempted = complete_with_retries(provider, &request, retry, pacing).await;
                 (request, sent.elapsed(), attempted)
             });
         }
-        if in_flight.is_empty() {
+        if syncing.is_none() && !unsynced.is_empty() {
+            let handle = journal.sync_handle()?;
+            syncing = Some((
+                tokio::task::spawn_blocking(move || handle.sync_data()),
+                std::mem::take(&mut unsynced),
+            ));
+        }
+        if in_flight.is_empty() && syncing.is_none() && next_permit.is_none() {
             break;
         }
         let next = tokio::select! {
-            next = in_flight.next() => next,
+            synced = async { (&mut syncing.as_mut().expect("guarded by the condition").0).await }, if syncing.is_some() => {
+                let (_, batch) = syncing.take().expect("a sync was running");
+                synced
+                    .unwrap_or_else(|err| Err(io::Error::other(err)))
+                    .map_err(|source| JournalError::Io { path: paths.journal.clone(), source })?;
+                for record in batch {
+                    commit(spec, &mut state, &record, observer, &mut failure);
+                }
+                continue;
+            }
+            next = in_flight.next(), if !in_flight.is_empty() => next,
+            () = tokio::time::sleep_until(next_permit.unwrap_or_else(tokio::time::Instant::now)), if next_permit.is_some() => {
+                next_permit = None;
+                continue;
+            }
             () = &mut stop, if !stopping => {
                 stopping = true;
                 grace.as_mut().reset(tokio::time::Instant::now() + STOP_GRACE);
@@ -207,7 +252,7 @@ pub async fn run_job_until<P: ChatProvider>(
             () = &mut grace, if stopping => break,
         };
         let Some((request, latency, attempted)) = next else {
-            break;
+            continue;
         };
         let Attempted {
             result,
@@ -252,35 +297,8 @@ pub async fn run_job_until<P: ChatProvider>(
             Ok(mut response) => {
                 response.attempts = attempts;
                 let record = state.record(spec, provider.name(), &request, latency, response);
-                journal.append(&JournalRecord::Response(record.clone()))?;
-                match state.count(&record) {
-                    Counted::Accepted => observer(&Event::Accepted {
-                        index: record.index,
-                        chars: record.chars,
-                        completed_chars: state.assembler.completed_chars(),
-                        completed: state.assembler.completed(),
-                    }),
-                    Counted::Rejected(reason) => {
-                        observer(&Event::Rejected {
-                            index: record.index,
-                            reason,
-                        });
-                        if record.resample >= spec.max_resamples && failure.is_none() {
-                            failure = Some(RunError::Resamples {
-                                index: record.index,
-                                rejections: record.resample + 1,
-                                reason,
-                                hint: match reason {
-                                    RejectReason::ContainsSeparator => " or --separator",
-                                    RejectReason::Truncated => " or raise --max-tokens",
-                                    _ => "",
-                                },
-                            });
-                        } else {
-                            state.queue.push_back((record.index, record.resample + 1));
-                        }
-                    }
-                }
+                journal.write(&JournalRecord::Response(record.clone()))?;
+                unsynced.push(record);
             }
             Err(error) => {
                 if state.still_needs(request.index) && failure.is_none() {
@@ -294,6 +312,19 @@ pub async fn run_job_until<P: ChatProvider>(
                     });
                 }
             }
+        }
+    }
+    // What was received but not yet synced (the grace period ran out, or a
+    // sync was under way) becomes durable before the job reports anything.
+    if let Some((sync, mut batch)) = syncing.take() {
+        let _ = sync.await;
+        batch.append(&mut unsynced);
+        unsynced = batch;
+    }
+    if !unsynced.is_empty() {
+        journal.sync()?;
+        for record in std::mem::take(&mut unsynced) {
+            commit(spec, &mut state, &record, observer, &mut failure);
         }
     }
     if let Some(failure) = failure {
@@ -327,6 +358,7 @@ pub async fn run_job_until<P: ChatProvider>(
     }))?;
 
     let mut totals = state.totals;
+    totals.cooldowns = pacing.cooldowns();
     totals.responses_used = selection.responses as u64;
     totals.responses_unused = unused_slots.len() as u64;
     totals.corpus_chars = selection.joined_chars;
@@ -363,6 +395,47 @@ pub async fn run_job_until<P: ChatProvider>(
         selection,
         manifest,
     })
+}
+
+/// Counts a journaled, synced response: towards the corpus when accepted, or
+/// as a rejection whose slot is asked again, within the resample bound.
+fn commit(
+    spec: &JobSpec,
+    state: &mut State,
+    record: &ResponseRecord,
+    observer: &mut dyn FnMut(&Event),
+    failure: &mut Option<RunError>,
+) {
+    match state.count(record) {
+        Counted::Accepted => observer(&Event::Accepted {
+            index: record.index,
+            chars: record.chars,
+            completed_chars: state.assembler.completed_chars(),
+            completed: state.assembler.completed(),
+        }),
+        Counted::Rejected(reason) => {
+            observer(&Event::Rejected {
+                index: record.index,
+                reason,
+            });
+            if record.resample >= spec.max_resamples {
+                if failure.is_none() {
+                    *failure = Some(RunError::Resamples {
+                        index: record.index,
+                        rejections: record.resample + 1,
+                        reason,
+                        hint: match reason {
+                            RejectReason::ContainsSeparator => " or --separator",
+                            RejectReason::Truncated => " or raise --max-tokens",
+                            _ => "",
+                        },
+                    });
+                }
+            } else {
+                state.queue.push_back((record.index, record.resample + 1));
+            }
+        }
+    }
 }
 
 /// Streams the selected responses from the journal into the corpus file, in
@@ -460,19 +533,47 @@ impl State {
         }
     }
 
-    /// The next slot to request, if the corpus could still need one.
-    fn next_request(&mut self, in_flight: u64) -> Option<(u64, u32)> {
+    /// The next slot to request, if the corpus could still need one, and
+    /// whether it is a slot never asked before.
+    fn next_request(&mut self, in_flight: u64) -> Option<(u64, u32, bool)> {
         while let Some((slot, resample)) = self.queue.pop_front() {
             if self.still_needs(slot) {
-                return Some((slot, resample));
+                return Some((slot, resample, false));
             }
         }
         if self.assembler.wants_more(self.next_slot, in_flight) {
             let slot = self.next_slot;
             self.next_slot += 1;
-            return Some((slot, 0));
+            return Some((slot, 0, true));
         }
         None
+    }
+
+    /// Puts back a slot that `next_request` gave but that could not be sent
+    /// yet (the rate limit said wait).
+    fn unissue(&mut self, slot: u64, resample: u32, fresh: bool) {
+        if fresh {
+            self.next_slot -= 1;
+        } else {
+            self.queue.push_front((slot, resample));
+        }
+    }
+
+    /// The tokens one more request is expected to use, for `--tpm`: the
+    /// prompt at about four chars a token, plus the completion tokens seen
+    /// so far on average (or the token limit, or a thousand before any).
+    fn expected_tokens(&self, spec: &JobSpec) -> u32 {
+        let prompt_chars: u64 = spec
+            .messages()
+            .iter()
+            .map(|message| char_len(&message.content))
+            .sum();
+        let completion = match (self.totals.responses_with_usage, spec.sampling.max_tokens) {
+            (0, Some(max_tokens)) => u64::from(max_tokens),
+            (0, None) => 1000,
+            (with_usage, _) => self.totals.completion_tokens / with_usage,
+        };
+        u32::try_from(prompt_chars / 4 + completion).unwrap_or(u32::MAX)
     }
 
     /// Whether a slot's response can still end up in the corpus.

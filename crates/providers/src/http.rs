@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use corpusgen_core::{ChatProvider, ChatRequest, ChatResponse, ProviderError, ProviderErrorKind};
+use corpusgen_core::{
+    ChatProvider, ChatRequest, ChatResponse, ProviderError, ProviderErrorKind, RateLimitHint,
+};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -268,6 +270,7 @@ impl HttpProvider {
         let retry_after_ms = header("retry-after-ms");
         let retry_after = header("retry-after");
         let content_type = header("content-type").unwrap_or_default();
+        let rate_limit = rate_limit_hint(&header);
         // An error status is read whole and classified the same way whether or
         // not the request asked for a stream: servers answer errors as JSON.
         if (200..300).contains(&status)
@@ -279,14 +282,21 @@ impl HttpProvider {
             return read_event_stream(name, response.bytes_stream(), |err| {
                 transport_error(name, &err)
             })
-            .await;
+            .await
+            .map(|response| ChatResponse {
+                rate_limit,
+                ..response
+            });
         }
         let bytes = response
             .bytes()
             .await
             .map_err(|err| transport_error(name, &err))?;
         if (200..300).contains(&status) {
-            parse_response(name, &bytes)
+            parse_response(name, &bytes).map(|response| ChatResponse {
+                rate_limit,
+                ..response
+            })
         } else {
             Err(HttpFailure {
                 provider: name,
@@ -357,5 +367,74 @@ fn transport_error(provider: &str, err: &reqwest::Error) -> ProviderError {
             ProviderErrorKind::Connect,
             format!("the connection to {provider} failed ({detail})"),
         )
+    }
+}
+
+/// The `x-ratelimit-*` headers OpenAI and Azure send with every response.
+fn rate_limit_hint(header: &dyn Fn(&str) -> Option<String>) -> Option<RateLimitHint> {
+    let count = |name: &str| header(name).and_then(|value| value.trim().parse::<u64>().ok());
+    let reset = |name: &str| header(name).and_then(|value| parse_reset(&value));
+    let hint = RateLimitHint {
+        remaining_requests: count("x-ratelimit-remaining-requests"),
+        remaining_tokens: count("x-ratelimit-remaining-tokens"),
+        reset_requests: reset("x-ratelimit-reset-requests"),
+        reset_tokens: reset("x-ratelimit-reset-tokens"),
+    };
+    (hint != RateLimitHint::default()).then_some(hint)
+}
+
+/// A reset time as OpenAI writes it: `20ms`, `1s`, `6m0s`, `1h2m3.5s`, or a
+/// plain number of seconds.
+pub(crate) fn parse_reset(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<f64>() {
+        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+    }
+    let mut total = 0.0;
+    let mut number = String::new();
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            number.push(c);
+            continue;
+        }
+        let amount: f64 = number.parse().ok()?;
+        number.clear();
+        let unit = match c {
+            'h' => 3600.0,
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+                0.001
+            }
+            'm' => 60.0,
+            's' => 1.0,
+            _ => return None,
+        };
+        total += amount * unit;
+    }
+    (number.is_empty() && total.is_finite()).then(|| Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_times_in_openai_notation() {
+        for (text, millis) in [
+            ("20ms", 20),
+            ("1s", 1000),
+            ("6m0s", 360_000),
+            ("1h2m3.5s", 3_723_500),
+            ("0.5", 500),
+        ] {
+            assert_eq!(
+                parse_reset(text),
+                Some(Duration::from_millis(millis)),
+                "{text}"
+            );
+        }
+        assert_eq!(parse_reset("soon"), None);
+        assert_eq!(parse_reset("5x"), None);
     }
 }

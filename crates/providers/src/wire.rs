@@ -139,6 +139,7 @@ pub(crate) fn parse_response(provider: &str, body: &[u8]) -> Result<ChatResponse
         response_id: parsed.id,
         model: parsed.model,
         attempts: 1,
+        rate_limit: None,
     })
 }
 
@@ -230,6 +231,7 @@ impl StreamAssembly {
             response_id: self.response_id,
             model: self.model,
             attempts: 1,
+            rate_limit: None,
         })
     }
 }

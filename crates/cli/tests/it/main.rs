@@ -10,3 +10,4 @@ mod help;
 mod hipaa;
 mod keys;
 mod support;
+mod throughput;

@@ -2,6 +2,7 @@
 
 mod journal;
 mod policy;
+mod rate;
 mod retry;
 mod run;
 mod stats;

@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use corpusgen_core::rate::{Pacing, RateLimits};
 use corpusgen_core::retry::{complete_with_retries, retryable_kinds};
 use corpusgen_core::{
     ChatProvider, ChatRequest, ChatResponse, ProviderError, ProviderErrorKind, RetryPolicy,
@@ -82,7 +83,10 @@ fn check(
         .start_paused(true)
         .build()
         .unwrap()
-        .block_on(complete_with_retries(&provider, &request(), policy));
+        .block_on(async {
+            let pacing = Pacing::new(RateLimits::default(), 1);
+            complete_with_retries(&provider, &request(), policy, &pacing).await
+        });
     assert!(
         provider.results.lock().unwrap().is_empty(),
         "every scripted answer was used"

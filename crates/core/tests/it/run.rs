@@ -389,3 +389,31 @@ proptest! {
         prop_assert!(provider.calls() < needed + concurrency, "{} calls for {} needed", provider.calls(), needed);
     }
 }
+
+#[test]
+fn the_seed_job_at_concurrency_8_pays_for_at_most_7_requests_in_about_two_latencies() {
+    let folder = tempfile::tempdir().unwrap();
+    let mut spec = seed_spec(&folder.path().join("out.txt"), chars(9164));
+    spec.concurrency = 8;
+    // The seed's six lengths, then more of the same range should more be asked.
+    let mut lengths = SEED_GPT41_LENGTHS.to_vec();
+    lengths.extend([1500, 1600, 1700, 1800]);
+    let provider = lengths_provider(lengths).with_delays(vec![1000]);
+    let runtime = paused_runtime();
+    let started = runtime.block_on(async { tokio::time::Instant::now() });
+    let report = runtime
+        .block_on(run_job(
+            &spec,
+            &provider,
+            RunOptions::default(),
+            &mut |_: &Event| {},
+        ))
+        .unwrap();
+    let elapsed = runtime.block_on(async { started.elapsed() });
+    assert!(provider.calls() <= 7, "{} requests paid", provider.calls());
+    assert!(
+        elapsed <= std::time::Duration::from_millis(2100),
+        "{elapsed:?}"
+    );
+    assert_eq!(report.manifest.totals.corpus_chars, 10034);
+}

@@ -60,6 +60,7 @@ pub fn response(text: String) -> ChatResponse {
         response_id: None,
         model: Some("gpt-4.1-2025-04-14".into()),
         attempts: 1,
+        rate_limit: None,
     }
 }
 
