@@ -40,9 +40,32 @@ pub enum Command {
     /// Generate one corpus: sample the prompt until the target is met, then
     /// write FILE, FILE's journal (.jsonl) and its manifest (.manifest.json).
     Generate(Box<GenerateArgs>),
+    /// Measure a corpus: counts, lengths and the diversity scores of Shaib et
+    /// al. 2024 (the `diversity` package's definitions), optionally beside a
+    /// reference corpus.
+    Stats(StatsArgs),
     /// List the provider profiles, built-in and configured: kind, endpoint,
     /// the variable for the key and whether it is set, HIPAA eligibility.
     Providers(ProvidersArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// The corpus file: responses joined by the separator.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// The string between responses.
+    #[arg(long, value_name = "S", default_value = DEFAULT_SEPARATOR)]
+    pub separator: String,
+
+    /// Another corpus to measure beside it, such as a hand-curated one.
+    #[arg(long, value_name = "FILE")]
+    pub reference: Option<PathBuf>,
+
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -144,6 +167,19 @@ pub struct GenerateArgs {
     /// the two prefixes around the target has the joined length nearest to it.
     #[arg(long, value_enum, value_name = "POLICY", default_value_t = LengthPolicyArg::AtLeast)]
     pub length_policy: LengthPolicyArg,
+
+    /// Vary the prompt along these axes, a comma list of audience, style,
+    /// format or axes of the config file's [diversify] table; request i's
+    /// variant comes from a balanced walk shuffled by --seed.
+    #[arg(long, value_name = "none|AXES", default_value = "none")]
+    pub diversify: String,
+
+    /// Reject a response whose estimated Jaccard similarity (MinHash of word
+    /// 5-grams) with an accepted one is at least THRESHOLD, and ask again.
+    /// Which of two near-copies is kept follows arrival order when more than
+    /// one request is in flight.
+    #[arg(long, value_name = "THRESHOLD", num_args = 0..=1, require_equals = true, default_missing_value = "0.8")]
+    pub dedup: Option<f64>,
 
     /// The string between responses in the corpus file.
     #[arg(long, value_name = "S", default_value = DEFAULT_SEPARATOR)]

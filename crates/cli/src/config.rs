@@ -25,6 +25,10 @@ pub struct ConfigFile {
     /// model or deployment.
     #[serde(default)]
     pub models: BTreeMap<String, Spanned<ModelAlias>>,
+    /// Values of `--diversify` axes: a built-in axis's own values, or a new
+    /// axis, usable as a `{name}` placeholder.
+    #[serde(default)]
+    pub diversify: BTreeMap<String, Vec<String>>,
 }
 
 /// One `[providers.NAME]` table.

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use corpusgen_core::spec::{DEFAULT_MAX_RESAMPLES, DEFAULT_SYSTEM_PROMPT};
+use corpusgen_core::spec::{DEFAULT_MAX_RESAMPLES, DEFAULT_PROMPT_TEMPLATE, DEFAULT_SYSTEM_PROMPT};
+use corpusgen_core::variants::{Axis, built_in_axis, diversified_prompt};
 use corpusgen_core::{
     Event, JobSpec, LengthPolicy, OutputPaths, RateLimits, RetryPolicy, RunOptions, RunReport,
     Sampling, Target, run_job_until,
@@ -64,9 +65,15 @@ pub fn resolve(
         (Some(system), false) => Some(system.clone()),
         (None, false) => Some(DEFAULT_SYSTEM_PROMPT.to_string()),
     };
+    let diversify = diversify_axes(&args.diversify, config)?;
+    let prompt_template = if !diversify.is_empty() && args.prompt == DEFAULT_PROMPT_TEMPLATE {
+        diversified_prompt(&diversify)
+    } else {
+        args.prompt.clone()
+    };
     let spec = JobSpec {
         topic: args.topic.clone(),
-        prompt_template: args.prompt.clone(),
+        prompt_template,
         system_prompt,
         provider: profile.name.clone(),
         model: profile.model.clone(),
@@ -86,6 +93,8 @@ pub fn resolve(
         out: args.out.clone(),
         hipaa: args.hipaa,
         endpoint: profile.endpoint.clone(),
+        diversify,
+        dedup: args.dedup,
     };
     spec.validate().map_err(CliError::bad_input)?;
     if !(args.timeout.is_finite() && args.timeout > 0.0) {
@@ -111,6 +120,35 @@ pub fn resolve(
             tokens_per_minute: args.tpm,
         },
     })
+}
+
+/// The axes of `--diversify`: `none`, or a comma list of names, each with the
+/// config file's values if it has some, else the built-in ones.
+fn diversify_axes(value: &str, config: &Config) -> Result<Vec<Axis>, CliError> {
+    if value.trim() == "none" {
+        return Ok(Vec::new());
+    }
+    let mut axes: Vec<Axis> = Vec::new();
+    for name in value.split(',').map(str::trim) {
+        if name.is_empty() || axes.iter().any(|axis| axis.name == name) {
+            return Err(CliError::bad_input(format!(
+                "--diversify {value} names an axis twice or an empty one; pass a comma list such as audience,style,format"
+            )));
+        }
+        let axis = match config.file.diversify.get(name) {
+            Some(values) => Axis {
+                name: name.to_string(),
+                values: values.clone(),
+            },
+            None => built_in_axis(name).ok_or_else(|| {
+                CliError::bad_input(format!(
+                    "unknown --diversify axis `{name}`; the built-in axes are audience, style and format, or define it in the config file's [diversify] table"
+                ))
+            })?,
+        };
+        axes.push(axis);
+    }
+    Ok(axes)
 }
 
 /// The provider of a resolved profile. Nothing here touches the network.

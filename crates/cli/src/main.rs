@@ -8,6 +8,7 @@ mod exit;
 mod generate;
 mod profiles;
 mod signals;
+mod stats;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -90,6 +91,7 @@ fn run(cli: Cli, env: &Environment) -> Result<(), CliError> {
             );
             Ok(())
         }
+        Command::Stats(args) => stats::run(&args),
         Command::Providers(args) => {
             let config = Config::load(cli.config.as_deref(), env)?;
             print_providers(&profiles::summaries(&config, env), args.json);

@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 use crate::provider::Usage;
 
 /// One line of the journal.
+// Records live one at a time on their way to or from disk; boxing the
+// response variant would buy nothing but an allocation per record.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum JournalRecord {
@@ -40,6 +43,9 @@ pub struct ResponseRecord {
     pub status: ResponseStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reject_reason: Option<RejectReason>,
+    /// For a near-duplicate: the slot of the accepted response it copies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub twin: Option<u64>,
     pub text: String,
     pub chars: u64,
     pub variant: Option<String>,
@@ -83,6 +89,8 @@ pub enum RejectReason {
     Truncated,
     /// The provider's content filter withheld it (finish reason `content_filter`).
     ContentFilter,
+    /// It is a near-copy of an accepted response (`--dedup`); `twin` names it.
+    NearDuplicate,
 }
 
 impl std::fmt::Display for RejectReason {
@@ -94,6 +102,7 @@ impl std::fmt::Display for RejectReason {
             RejectReason::Empty => "it is empty",
             RejectReason::Truncated => "it was cut off at the token limit",
             RejectReason::ContentFilter => "the content filter withheld it",
+            RejectReason::NearDuplicate => "it is a near-copy of an accepted response",
         })
     }
 }

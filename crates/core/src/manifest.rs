@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::journal::RejectReason;
 use crate::spec::JobSpec;
+use crate::stats::CorpusStats;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Manifest {
@@ -21,7 +22,18 @@ pub struct Manifest {
     /// The model names the provider reported, with how many responses each gave.
     pub response_models: BTreeMap<String, u64>,
     pub timings: Timings,
+    /// The corpus's diversity scores (`corpusgen stats`), for corpora of up to
+    /// `MANIFEST_STATS_MAX_RESPONSES` responses; the pairwise scores grow with
+    /// the square of the count, so larger corpora leave this null and say so.
+    pub stats: Option<CorpusStats>,
+    pub stats_note: Option<String>,
+    /// How often each value of each `--diversify` axis is in the corpus.
+    pub variants: BTreeMap<String, BTreeMap<String, u64>>,
 }
+
+/// The most responses whose scores are computed when the manifest is written
+/// (about two seconds for the pairwise scores of 300 explanations).
+pub const MANIFEST_STATS_MAX_RESPONSES: u64 = 300;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ManifestOutputs {

@@ -142,27 +142,38 @@ impl Assembler {
         (self.completed > 0).then(|| self.completed_chars as f64 / self.completed as f64)
     }
 
-    /// Whether one more request could still be needed, given the slots in flight.
+    /// Whether one more request could still be needed, given the requests in
+    /// flight and the responses received but not yet counted (`pending`,
+    /// whose lengths are known).
     ///
-    /// With no response yet nothing is known about lengths, so only one request
-    /// goes out first; after that, requests go out while the accepted chars plus
-    /// the expected chars of those in flight fall short of the target.
-    pub fn wants_more(&self, issued_slots: u64, in_flight: u64) -> bool {
+    /// With nothing known about lengths, only one request goes out first;
+    /// after that, requests go out while the known chars plus the expected
+    /// chars of those in flight (the mean so far) fall short of the target.
+    pub fn wants_more(
+        &self,
+        issued_slots: u64,
+        in_flight: u64,
+        pending: u64,
+        pending_chars: u64,
+    ) -> bool {
         if self.selection.is_some() {
             return false;
         }
         match self.target {
             Target::Count { responses } => issued_slots < responses,
             Target::Chars { chars: target, .. } => {
-                let Some(mean) = self.mean_chars() else {
+                let known = self.completed + pending;
+                let known_chars = self.completed_chars + pending_chars;
+                if known == 0 {
                     return in_flight == 0;
-                };
+                }
+                let mean = known_chars as f64 / known as f64;
                 let separators = match self.policy {
                     LengthPolicy::AtLeast => 0.0,
                     LengthPolicy::Closest => self.separator_chars as f64,
                 };
-                let expected = self.completed_chars as f64
-                    + separators * self.completed.saturating_sub(1) as f64
+                let expected = known_chars as f64
+                    + separators * known.saturating_sub(1) as f64
                     + (mean + separators) * in_flight as f64;
                 expected < target as f64
             }

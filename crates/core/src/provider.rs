@@ -20,6 +20,8 @@ pub struct ChatRequest {
     pub temperature: f64,
     pub max_tokens: Option<u32>,
     pub seed: Option<i64>,
+    /// The variant's label (`audience=...; style=...`), for the journal.
+    pub variant: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

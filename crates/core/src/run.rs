@@ -11,17 +11,19 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
+use crate::dedup::DedupIndex;
 use crate::journal::{
     AssembledRecord, JobHeader, Journal, JournalError, JournalRecord, RejectReason, RequestParams,
     ResponseRecord, ResponseStatus,
 };
-use crate::manifest::{Manifest, ManifestOutputs, Timings, Totals};
+use crate::manifest::{MANIFEST_STATS_MAX_RESPONSES, Manifest, ManifestOutputs, Timings, Totals};
 use crate::output::{OutputPaths, create_parent, write_atomic};
 use crate::policy::{Assembler, Selection};
 use crate::provider::{ChatProvider, ChatRequest, ChatResponse, ProviderError, ProviderErrorKind};
 use crate::rate::{Pacing, RateLimits, Wait};
 use crate::retry::{Attempted, RetryPolicy, complete_with_retries};
 use crate::spec::{JobSpec, SpecError};
+use crate::stats::{CorpusStats, corpus_stats};
 use crate::text::{char_len, splits_cleanly};
 
 /// How long requests in flight may still finish after a stop was asked for.
@@ -161,6 +163,16 @@ pub async fn run_job_until<P: ChatProvider>(
     for record in recovered.responses {
         state.replay(record);
     }
+    if let Some(dedup) = state.dedup.as_mut() {
+        // The journal's texts were not kept in memory: read back the
+        // accepted ones to compare new responses with.
+        let slots: Vec<u64> = journal.accepted_slots().collect();
+        for slot in slots {
+            if let Some(text) = journal.accepted_text(slot)? {
+                dedup.insert(slot, &text);
+            }
+        }
+    }
     state.queue_missing_slots();
     if state.totals.responses_received > 0 {
         observer(&Event::Resumed {
@@ -192,10 +204,15 @@ pub async fn run_job_until<P: ChatProvider>(
             && next_permit.is_none()
             && in_flight.len() < pacing.in_flight_limit()
         {
-            let awaiting_sync =
-                unsynced.len() + syncing.as_ref().map_or(0, |(_, batch)| batch.len());
+            // Received but not yet synced: their lengths are known, though
+            // they do not count yet.
+            let (pending, pending_chars) = unsynced
+                .iter()
+                .chain(syncing.iter().flat_map(|(_, batch)| batch))
+                .filter(|record| record.status == ResponseStatus::Accepted)
+                .fold((0, 0), |(n, chars), record| (n + 1, chars + record.chars));
             let Some((index, resample, fresh)) =
-                state.next_request((in_flight.len() + awaiting_sync) as u64)
+                state.next_request(in_flight.len() as u64, pending, pending_chars)
             else {
                 break;
             };
@@ -364,6 +381,7 @@ pub async fn run_job_until<P: ChatProvider>(
     totals.corpus_chars = selection.joined_chars;
     totals.response_chars = selection.response_chars;
     totals.target = spec.target.to_string();
+    let (stats, stats_note) = manifest_stats(&paths, selection, &spec.separator)?;
     let manifest = Manifest {
         corpusgen_version: crate::VERSION.to_string(),
         job_id: header.job_id,
@@ -381,6 +399,13 @@ pub async fn run_job_until<P: ChatProvider>(
             finished: now(),
             wall_ms: started_at.elapsed().as_millis() as u64,
         },
+        stats,
+        stats_note,
+        variants: crate::variants::counts(
+            &spec.diversify,
+            spec.sampling.seed.unwrap_or(0) as u64,
+            selection.responses as u64,
+        ),
     };
     write_atomic(&paths.manifest, options.private_files, |out| {
         serde_json::to_writer_pretty(&mut *out, &manifest)?;
@@ -395,6 +420,31 @@ pub async fn run_job_until<P: ChatProvider>(
         selection,
         manifest,
     })
+}
+
+/// The diversity scores of the corpus just written, read back from it, for
+/// corpora small enough that the pairwise scores take seconds, not hours.
+fn manifest_stats(
+    paths: &OutputPaths,
+    selection: Selection,
+    separator: &str,
+) -> Result<(Option<CorpusStats>, Option<String>), RunError> {
+    if selection.responses as u64 > MANIFEST_STATS_MAX_RESPONSES {
+        return Ok((
+            None,
+            Some(format!(
+                "not computed for {} responses (more than {MANIFEST_STATS_MAX_RESPONSES}); run `corpusgen stats {}`",
+                selection.responses,
+                paths.corpus.display()
+            )),
+        ));
+    }
+    let corpus = std::fs::read_to_string(&paths.corpus).map_err(|source| RunError::Output {
+        path: paths.corpus.clone(),
+        source,
+    })?;
+    let documents = crate::text::split(&corpus, separator);
+    Ok((Some(corpus_stats(&documents)), None))
 }
 
 /// Counts a journaled, synced response: towards the corpus when accepted, or
@@ -494,6 +544,8 @@ struct State {
     accepted_slots: BTreeSet<u64>,
     /// Rejections so far per slot that has no accepted response yet.
     rejections: BTreeMap<u64, u32>,
+    /// Signatures of the accepted responses, with `--dedup`.
+    dedup: Option<DedupIndex>,
     totals: Totals,
     response_models: BTreeMap<String, u64>,
 }
@@ -511,6 +563,7 @@ impl State {
             queue: VecDeque::new(),
             accepted_slots: BTreeSet::new(),
             rejections: BTreeMap::new(),
+            dedup: spec.dedup.map(DedupIndex::new),
             totals: Totals::default(),
             response_models: BTreeMap::new(),
         }
@@ -535,13 +588,21 @@ impl State {
 
     /// The next slot to request, if the corpus could still need one, and
     /// whether it is a slot never asked before.
-    fn next_request(&mut self, in_flight: u64) -> Option<(u64, u32, bool)> {
+    fn next_request(
+        &mut self,
+        in_flight: u64,
+        pending: u64,
+        pending_chars: u64,
+    ) -> Option<(u64, u32, bool)> {
         while let Some((slot, resample)) = self.queue.pop_front() {
             if self.still_needs(slot) {
                 return Some((slot, resample, false));
             }
         }
-        if self.assembler.wants_more(self.next_slot, in_flight) {
+        if self
+            .assembler
+            .wants_more(self.next_slot, in_flight, pending, pending_chars)
+        {
             let slot = self.next_slot;
             self.next_slot += 1;
             return Some((slot, 0, true));
@@ -586,15 +647,28 @@ impl State {
 
     /// Classifies a response and turns it into its journal record.
     fn record(
-        &self,
+        &mut self,
         spec: &JobSpec,
         provider: &str,
         request: &ChatRequest,
         latency: Duration,
         response: ChatResponse,
     ) -> ResponseRecord {
-        let reject_reason = reject_reason(&response, &self.separator);
+        let mut reject_reason = reject_reason(&response, &self.separator);
+        let mut twin = None;
+        if reject_reason.is_none()
+            && let Some(dedup) = self.dedup.as_mut()
+        {
+            match dedup.twin(&response.text) {
+                Some(found) => {
+                    reject_reason = Some(RejectReason::NearDuplicate);
+                    twin = Some(found.slot);
+                }
+                None => dedup.insert(request.index, &response.text),
+            }
+        }
         ResponseRecord {
+            twin,
             index: request.index,
             resample: request.resample,
             status: match reject_reason {
@@ -604,7 +678,7 @@ impl State {
             reject_reason,
             chars: char_len(&response.text),
             text: response.text,
-            variant: None,
+            variant: request.variant.clone(),
             provider: provider.to_string(),
             model: spec.model.clone(),
             response_model: response.model,

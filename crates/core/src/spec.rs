@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::provider::{ChatMessage, ChatRequest, Role};
 use crate::text::char_len;
+use crate::variants::{self, Axis, Variant};
 
 /// The seed notebook's system prompt, sent unless `--system` or `--no-system` says otherwise.
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a teacher that explains concepts in a way that is easy to understand but also fully accurate and detailed. Please make sure the output is in paragraph form.";
@@ -55,6 +56,10 @@ pub struct JobSpec {
     pub hipaa: bool,
     /// Where the provider was reached, for provenance (`None` for replay).
     pub endpoint: Option<String>,
+    /// The axes the prompts vary along (`--diversify`); empty for none.
+    pub diversify: Vec<Axis>,
+    /// Reject responses at least this similar to an accepted one (`--dedup`).
+    pub dedup: Option<f64>,
 }
 
 /// The sampling parameters sent with every request.
@@ -165,7 +170,33 @@ impl JobSpec {
                 "the prompt is empty; pass --prompt TEXT or leave it at its default".into(),
             ));
         }
-        check_placeholders(&self.prompt_template)?;
+        let mut known: Vec<&str> = PROMPT_PLACEHOLDERS.to_vec();
+        known.extend(self.diversify.iter().map(|axis| axis.name.as_str()));
+        check_placeholders(&self.prompt_template, &known)?;
+        if let Some(system) = &self.system_prompt {
+            check_placeholders(system, &known)?;
+        }
+        for axis in &self.diversify {
+            if axis.values.is_empty() {
+                return Err(SpecError(format!(
+                    "the --diversify axis `{}` has no values; give it some in the config file's [diversify] table",
+                    axis.name
+                )));
+            }
+            let used = self.prompt_template.contains(&format!("{{{}}}", axis.name))
+                || self
+                    .system_prompt
+                    .as_ref()
+                    .is_some_and(|system| system.contains(&format!("{{{}}}", axis.name)))
+                || (axis.name == "format"
+                    && self.system_prompt.as_deref() == Some(DEFAULT_SYSTEM_PROMPT));
+            if !used {
+                return Err(SpecError(format!(
+                    "--diversify varies {name}, but the prompt has no {{{name}}} placeholder; add it to --prompt or leave --prompt at its default",
+                    name = axis.name
+                )));
+            }
+        }
         if self.model.trim().is_empty() {
             return Err(SpecError(
                 "the model name is empty; pass --model NAME".into(),
@@ -204,6 +235,13 @@ impl JobSpec {
             }
             _ => {}
         }
+        if let Some(threshold) = self.dedup
+            && !(threshold > 0.0 && threshold <= 1.0)
+        {
+            return Err(SpecError(format!(
+                "--dedup={threshold} is not a similarity; pass a threshold above 0 and at most 1, such as --dedup=0.8"
+            )));
+        }
         if self.separator.is_empty() {
             return Err(SpecError(
                 "the separator is empty, so the corpus could not be split again; pass a non-empty --separator".into(),
@@ -223,40 +261,74 @@ impl JobSpec {
         Ok(())
     }
 
-    /// The user prompt with its placeholders filled in.
+    /// The user prompt with the topic filled in; the variant's placeholders
+    /// stay, as they differ per request.
     pub fn user_prompt(&self) -> String {
         self.prompt_template.replace("{topic}", &self.topic)
     }
 
-    /// The messages every request of this job sends.
+    /// The messages before any variant is filled in: the job's templates.
     pub fn messages(&self) -> Vec<ChatMessage> {
+        self.messages_for(None)
+    }
+
+    /// The messages of one request: the templates with its variant filled in.
+    /// With a format axis, the default system prompt's "paragraph form"
+    /// sentence asks for the variant's format instead.
+    fn messages_for(&self, variant: Option<&Variant>) -> Vec<ChatMessage> {
+        let fill = |text: &str| match variant {
+            Some(variant) => variant.fill(&text.replace("{topic}", &self.topic)),
+            None => text.replace("{topic}", &self.topic),
+        };
         let mut messages = Vec::with_capacity(2);
         if let Some(system) = &self.system_prompt {
+            let has_format = self.diversify.iter().any(|axis| axis.name == "format");
+            let system = if has_format && system == DEFAULT_SYSTEM_PROMPT {
+                system.replace(
+                    "Please make sure the output is in paragraph form.",
+                    "Please make sure the output is written as {format}.",
+                )
+            } else {
+                system.clone()
+            };
             messages.push(ChatMessage {
                 role: Role::System,
-                content: system.clone(),
+                content: fill(&system),
             });
         }
         messages.push(ChatMessage {
             role: Role::User,
-            content: self.user_prompt(),
+            content: fill(&self.prompt_template),
         });
         messages
     }
 
+    /// The variant of slot `index`, when the job diversifies.
+    pub fn variant(&self, index: u64) -> Option<Variant> {
+        (!self.diversify.is_empty()).then(|| {
+            variants::variant(
+                &self.diversify,
+                self.sampling.seed.unwrap_or(0) as u64,
+                index,
+            )
+        })
+    }
+
     /// The request for slot `index`, sample `resample` of that slot.
     pub fn request(&self, index: u64, resample: u32) -> ChatRequest {
+        let variant = self.variant(index);
         ChatRequest {
             index,
             resample,
             model: self.model.clone(),
-            messages: self.messages(),
+            messages: self.messages_for(variant.as_ref()),
             temperature: self.sampling.temperature,
             max_tokens: self.sampling.max_tokens,
             seed: self
                 .sampling
                 .seed
                 .map(|seed| request_seed(seed, index, resample)),
+            variant: variant.map(|variant| variant.label()),
         }
     }
 
@@ -273,6 +345,8 @@ impl JobSpec {
             "max_tokens": self.sampling.max_tokens,
             "seed": self.sampling.seed,
             "separator": self.separator,
+            "diversify": self.diversify,
+            "dedup": self.dedup,
         });
         let digest = Sha256::digest(identity.to_string().as_bytes());
         digest
@@ -295,7 +369,7 @@ fn request_seed(seed: i64, index: u64, resample: u32) -> i64 {
 /// Rejects `{name}` placeholders that the template engine does not know, so a
 /// typo such as `{topc}` is not sent to the model verbatim. Braces that do not
 /// enclose a plain lowercase name (LaTeX, JSON) are left alone.
-fn check_placeholders(template: &str) -> Result<(), SpecError> {
+fn check_placeholders(template: &str, known: &[&str]) -> Result<(), SpecError> {
     let mut rest = template;
     while let Some(open) = rest.find('{') {
         let after = &rest[open + 1..];
@@ -303,10 +377,10 @@ fn check_placeholders(template: &str) -> Result<(), SpecError> {
         let name = &after[..close];
         let is_placeholder =
             !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c == '_');
-        if is_placeholder && !PROMPT_PLACEHOLDERS.contains(&name) {
+        if is_placeholder && !known.contains(&name) {
             return Err(SpecError(format!(
                 "the prompt uses the unknown placeholder {{{name}}}; the placeholders are {}",
-                PROMPT_PLACEHOLDERS
+                known
                     .iter()
                     .map(|known| format!("{{{known}}}"))
                     .collect::<Vec<_>>()

@@ -48,7 +48,7 @@ async fn bad_config_files_name_file_line_and_column() {
     check_bad_config("[providers.claude]\nkind = \"anthropic\"\n", "corpusgen.toml:2:8: unknown variant `anthropic`, expected one of `openai`, `azure`, `local`").await;
     check_bad_config(
         "[provider.phi]\nkind = \"azure\"\n",
-        "corpusgen.toml:1:2: unknown field `provider`, expected `providers` or `models`",
+        "corpusgen.toml:1:2: unknown field `provider`, expected one of `providers`, `models`, `diversify`",
     )
     .await;
     check_bad_config(

@@ -248,3 +248,65 @@ async fn openai_base_url_comes_from_the_environment_when_no_flag_is_given() {
     .await;
     assert_eq!(run.code, 0, "{run:?}");
 }
+
+#[tokio::test]
+async fn diversified_prompts_carry_their_variant_text() {
+    let server = mock(
+        Sequence::of_bodies(completions_of_lengths(&[80, 80, 80, 80])),
+        4,
+    )
+    .await;
+    let folder = tempfile::tempdir().unwrap();
+    let base_url = format!("{}/v1", server.uri());
+    let run = corpusgen(
+        folder.path(),
+        &seed_args(&[
+            "--base-url",
+            &base_url,
+            "--diversify",
+            "audience,format",
+            "--seed",
+            "3",
+            "--count",
+            "4",
+            "--concurrency",
+            "1",
+            "--out",
+            "out.txt",
+        ]),
+        &key(),
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let journal = fs::read_to_string(folder.path().join("out.jsonl")).unwrap();
+    let variants: Vec<String> = journal
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|record| record["variant"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(variants.len(), 4);
+    for (request, variant) in server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .zip(&variants)
+    {
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        let user = body["messages"][1]["content"].as_str().unwrap();
+        let system = body["messages"][0]["content"].as_str().unwrap();
+        assert!(
+            user.starts_with("Explain DPO (Direct Preference Optimization) for "),
+            "{user}"
+        );
+        for part in variant.split("; ") {
+            let value = part.split_once('=').unwrap().1;
+            assert!(user.contains(value), "{user} lacks {value}");
+        }
+        assert!(
+            !system.contains("paragraph form"),
+            "the format axis replaces it: {system}"
+        );
+        assert!(system.contains("written as"), "{system}");
+    }
+}

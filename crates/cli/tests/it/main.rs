@@ -9,5 +9,6 @@ mod generate;
 mod help;
 mod hipaa;
 mod keys;
+mod stats;
 mod support;
 mod throughput;

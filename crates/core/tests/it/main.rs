@@ -7,3 +7,4 @@ mod retry;
 mod run;
 mod stats;
 mod support;
+mod variants;

@@ -417,3 +417,59 @@ fn the_seed_job_at_concurrency_8_pays_for_at_most_7_requests_in_about_two_latenc
     );
     assert_eq!(report.manifest.totals.corpus_chars, 10034);
 }
+
+#[test]
+fn dedup_rejects_near_copies_and_keeps_distinct_texts() {
+    let folder = tempfile::tempdir().unwrap();
+    let mut spec = seed_spec(
+        &folder.path().join("out.txt"),
+        Target::Count { responses: 3 },
+    );
+    spec.dedup = Some(corpusgen_core::dedup::DEFAULT_THRESHOLD);
+    let explanations = corpusgen_testkit::seed_explanations();
+    let near_copy = explanations[0].replacen("better", "finer", 1);
+    assert!(corpusgen_core::dedup::similarity(&explanations[0], &near_copy) >= 0.8);
+    let answers = explanations.clone();
+    let provider = ByRequest::new(move |index, resample| {
+        Ok(response(match (index, resample) {
+            (1, 0) => near_copy.clone(),
+            (index, _) => answers[index as usize].clone(),
+        }))
+    });
+    let report = run(&spec, &provider, RunOptions::default()).unwrap();
+    let corpus = fs::read_to_string(&report.paths.corpus).unwrap();
+    assert_eq!(
+        split(&corpus, "^^^^"),
+        explanations[..3]
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        report
+            .manifest
+            .totals
+            .rejected
+            .get(&RejectReason::NearDuplicate),
+        Some(&1)
+    );
+    let twins: Vec<Option<u64>> = journal_records(&report.paths.journal)
+        .into_iter()
+        .filter_map(|record| match record {
+            JournalRecord::Response(r) if r.status == ResponseStatus::Rejected => Some(r.twin),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(twins, [Some(0)]);
+}
+
+#[test]
+fn the_seed_explanations_are_not_near_copies_of_each_other() {
+    let explanations = corpusgen_testkit::seed_explanations();
+    for (i, first) in explanations.iter().enumerate() {
+        for second in &explanations[i + 1..] {
+            assert!(corpusgen_core::dedup::similarity(first, second) < 0.3);
+        }
+        assert_eq!(corpusgen_core::dedup::similarity(first, first), 1.0);
+    }
+}

@@ -36,6 +36,8 @@ pub fn seed_spec(out: &Path, target: Target) -> JobSpec {
         out: out.to_path_buf(),
         hipaa: false,
         endpoint: None,
+        diversify: Vec::new(),
+        dedup: None,
     }
 }
 

@@ -13,6 +13,7 @@ fn any_request(index: u64) -> ChatRequest {
         temperature: 1.0,
         max_tokens: None,
         seed: None,
+        variant: None,
     }
 }
 

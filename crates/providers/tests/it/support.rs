@@ -46,6 +46,7 @@ pub fn chat_request(options: RequestOptions) -> ChatRequest {
         temperature: 1.0,
         max_tokens: options.max_tokens,
         seed: options.seed,
+        variant: None,
     }
 }
 
