@@ -22,16 +22,22 @@ pub struct Cli {
 
     /// More log lines on stderr: -v for each request, -vv for HTTP details.
     /// Prompt and response texts are never logged.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, display_order = 1000)]
     pub verbose: u8,
 
     /// Print nothing but errors.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        conflicts_with = "verbose",
+        display_order = 1001
+    )]
     pub quiet: bool,
 
     /// The config file of provider profiles and model aliases [default:
     /// $CORPUSGEN_CONFIG, else ./corpusgen.toml, else ~/.config/corpusgen/config.toml].
-    #[arg(long, value_name = "FILE", global = true)]
+    #[arg(long, value_name = "FILE", global = true, display_order = 1002)]
     pub config: Option<PathBuf>,
 }
 
@@ -44,6 +50,9 @@ pub enum Command {
     /// al. 2024 (the `diversity` package's definitions), optionally beside a
     /// reference corpus.
     Stats(StatsArgs),
+    /// Print a shell completion script: `corpusgen completions bash >
+    /// ~/.local/share/bash-completion/completions/corpusgen`.
+    Completions(CompletionsArgs),
     /// List the provider profiles, built-in and configured: kind, endpoint,
     /// the variable for the key and whether it is set, HIPAA eligibility.
     Providers(ProvidersArgs),
@@ -66,6 +75,19 @@ pub struct StatsArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub shell: CompletionShell,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Args)]

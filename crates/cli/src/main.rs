@@ -14,9 +14,9 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, CompletionShell};
 use crate::config::Config;
 use crate::exit::{CliError, ExitKind};
 
@@ -92,6 +92,20 @@ fn run(cli: Cli, env: &Environment) -> Result<(), CliError> {
             Ok(())
         }
         Command::Stats(args) => stats::run(&args),
+        Command::Completions(args) => {
+            let shell = match args.shell {
+                CompletionShell::Bash => clap_complete::Shell::Bash,
+                CompletionShell::Zsh => clap_complete::Shell::Zsh,
+                CompletionShell::Fish => clap_complete::Shell::Fish,
+            };
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "corpusgen",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
         Command::Providers(args) => {
             let config = Config::load(cli.config.as_deref(), env)?;
             print_providers(&profiles::summaries(&config, env), args.json);

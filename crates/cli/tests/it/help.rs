@@ -17,3 +17,23 @@ async fn generate_help() {
     assert_eq!(run.code, 0);
     insta::assert_snapshot!(run.stdout);
 }
+
+#[tokio::test]
+async fn completions_for_each_shell_know_the_flags() {
+    let folder = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let run = corpusgen(folder.path(), &["completions", shell], &[]).await;
+        assert_eq!(run.code, 0, "{shell}: {run:?}");
+        for word in [
+            "corpusgen",
+            "target-chars",
+            "match-length",
+            "hipaa",
+            "diversify",
+        ] {
+            assert!(run.stdout.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let bad = corpusgen(folder.path(), &["completions", "powershell7"], &[]).await;
+    assert_eq!(bad.code, 2);
+}
