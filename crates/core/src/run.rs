@@ -272,10 +272,15 @@ pub async fn run_job_until<P: ChatProvider>(
             continue;
         };
         let Attempted {
-            result,
+            mut result,
             attempts,
             waited,
         } = attempted;
+        if spec.hipaa
+            && let Err(error) = &mut result
+        {
+            error.message = redact_prompt_text(spec, &request, &error.message);
+        }
         // Logs carry numbers and the provider's error messages, never a
         // prompt or a response text: they are safe under --hipaa at any level.
         match &result {
@@ -420,6 +425,23 @@ pub async fn run_job_until<P: ChatProvider>(
         selection,
         manifest,
     })
+}
+
+/// Under --hipaa, a provider's error message must not carry prompt text to a
+/// log or the terminal, even if a server or proxy echoes the request back.
+fn redact_prompt_text(spec: &JobSpec, request: &ChatRequest, message: &str) -> String {
+    let mut redacted = message.to_string();
+    let texts = request
+        .messages
+        .iter()
+        .map(|message| message.content.as_str())
+        .chain([spec.topic.as_str()]);
+    for text in texts {
+        if !text.trim().is_empty() && redacted.contains(text) {
+            redacted = redacted.replace(text, "[prompt text]");
+        }
+    }
+    redacted
 }
 
 /// The diversity scores of the corpus just written, read back from it, for

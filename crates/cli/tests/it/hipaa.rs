@@ -192,3 +192,41 @@ async fn under_hipaa_logs_carry_no_text_and_files_are_private() {
         assert_eq!(mode, 0o600, "{file}");
     }
 }
+
+#[tokio::test]
+async fn an_error_that_echoes_the_prompt_is_redacted_under_hipaa() {
+    let server = MockServer::start().await;
+    let echo = corpusgen_testkit::error_body(
+        "Invalid request: 'Explain DPO (Direct Preference Optimization)' is not allowed",
+        "invalid_request",
+    );
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(echo))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let folder = tempfile::tempdir().unwrap();
+    fs::write(folder.path().join("corpusgen.toml"), config(&server.uri())).unwrap();
+    let run = corpusgen(
+        folder.path(),
+        &seed_args(&[
+            "--provider",
+            "openai-baa",
+            "--hipaa",
+            "-vv",
+            "--count",
+            "1",
+            "--out",
+            "out.txt",
+        ]),
+        &[("OPENAI_API_KEY", FAKE_KEY)],
+    )
+    .await;
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(run.stderr.contains("[prompt text]"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("Direct Preference Optimization"),
+        "{}",
+        run.stderr
+    );
+}
