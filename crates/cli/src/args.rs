@@ -196,6 +196,11 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "none|AXES", default_value = "none")]
     pub diversify: String,
 
+    /// Ask for K distinct explanations per call, as a JSON object with a strict
+    /// response_format schema; each counts as one response, in order.
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    pub per_request: u32,
+
     /// Reject a response whose estimated Jaccard similarity (MinHash of word
     /// 5-grams) with an accepted one is at least THRESHOLD, and ask again.
     /// Which of two near-copies is kept follows arrival order when more than

@@ -95,6 +95,7 @@ pub fn resolve(
         endpoint: profile.endpoint.clone(),
         diversify,
         dedup: args.dedup,
+        per_request: args.per_request,
     };
     spec.validate().map_err(CliError::bad_input)?;
     if !(args.timeout.is_finite() && args.timeout > 0.0) {

@@ -91,6 +91,8 @@ pub enum RejectReason {
     ContentFilter,
     /// It is a near-copy of an accepted response (`--dedup`); `twin` names it.
     NearDuplicate,
+    /// A `--per-request` reply that is not the JSON object asked for.
+    MalformedReply,
 }
 
 impl std::fmt::Display for RejectReason {
@@ -103,6 +105,9 @@ impl std::fmt::Display for RejectReason {
             RejectReason::Truncated => "it was cut off at the token limit",
             RejectReason::ContentFilter => "the content filter withheld it",
             RejectReason::NearDuplicate => "it is a near-copy of an accepted response",
+            RejectReason::MalformedReply => {
+                "the reply is not the JSON object of explanations asked for"
+            }
         })
     }
 }

@@ -22,6 +22,10 @@ pub struct ChatRequest {
     pub seed: Option<i64>,
     /// The variant's label (`audience=...; style=...`), for the journal.
     pub variant: Option<String>,
+    /// How many explanations the reply holds: above 1, the reply is a JSON
+    /// object `{"explanations": [...]}` and the provider asks for it with a
+    /// strict `response_format`.
+    pub explanations: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

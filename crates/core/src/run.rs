@@ -22,7 +22,7 @@ use crate::policy::{Assembler, Selection};
 use crate::provider::{ChatProvider, ChatRequest, ChatResponse, ProviderError, ProviderErrorKind};
 use crate::rate::{Pacing, RateLimits, Wait};
 use crate::retry::{Attempted, RetryPolicy, complete_with_retries};
-use crate::spec::{JobSpec, SpecError};
+use crate::spec::{JobSpec, SpecError, Target};
 use crate::stats::{CorpusStats, corpus_stats};
 use crate::text::{char_len, splits_cleanly};
 
@@ -186,6 +186,9 @@ pub async fn run_job_until<P: ChatProvider>(
     let pacing = Pacing::new(options.rate, spec.concurrency);
     let pacing = &pacing;
     let mut in_flight = FuturesUnordered::new();
+    // Responses the calls in flight will bring: more than the calls with
+    // --per-request.
+    let mut in_flight_responses: u64 = 0;
     let mut failure: Option<RunError> = None;
     let stop = std::pin::pin!(stop);
     let mut stop = stop;
@@ -211,17 +214,18 @@ pub async fn run_job_until<P: ChatProvider>(
                 .chain(syncing.iter().flat_map(|(_, batch)| batch))
                 .filter(|record| record.status == ResponseStatus::Accepted)
                 .fold((0, 0), |(n, chars), record| (n + 1, chars + record.chars));
-            let Some((index, resample, fresh)) =
-                state.next_request(in_flight.len() as u64, pending, pending_chars)
+            let Some((index, resample, width, fresh)) =
+                state.next_request(spec, in_flight_responses, pending, pending_chars)
             else {
                 break;
             };
-            if let Err(Wait::Until(when)) = pacing.permit(state.expected_tokens(spec)) {
-                state.unissue(index, resample, fresh);
+            if let Err(Wait::Until(when)) = pacing.permit(state.expected_tokens(spec) * width) {
+                state.unissue(index, resample, width, fresh);
                 next_permit = Some(when);
                 break;
             }
-            let request = spec.request(index, resample);
+            in_flight_responses += u64::from(width);
+            let request = spec.request_for(index, resample, width);
             tracing::info!(
                 index,
                 resample,
@@ -316,13 +320,71 @@ pub async fn run_job_until<P: ChatProvider>(
             other => other,
         };
         match result {
+            Ok(mut response) if request.explanations > 1 => {
+                response.attempts = attempts;
+                in_flight_responses -= u64::from(request.explanations);
+                let texts = parse_explanations(&response.text);
+                let Some(texts) = texts else {
+                    // The reply is not the JSON asked for: one rejected record
+                    // keeps it, and each of its slots is asked again alone.
+                    let mut record = state.record(
+                        spec,
+                        provider.name(),
+                        &request,
+                        request.index,
+                        latency,
+                        response,
+                    );
+                    record.status = ResponseStatus::Rejected;
+                    record.reject_reason = Some(RejectReason::MalformedReply);
+                    journal.write(&JournalRecord::Response(record.clone()))?;
+                    unsynced.push(record);
+                    for offset in 1..u64::from(request.explanations) {
+                        state.queue.push_back((request.index + offset, 1));
+                    }
+                    continue;
+                };
+                for offset in 0..u64::from(request.explanations) {
+                    let slot = request.index + offset;
+                    match texts.get(offset as usize) {
+                        Some(text) => {
+                            let element = ChatResponse {
+                                text: text.clone(),
+                                // The call's usage is counted once, on its first element.
+                                usage: if offset == 0 { response.usage } else { None },
+                                ..response.clone()
+                            };
+                            let record = state.record(
+                                spec,
+                                provider.name(),
+                                &request,
+                                slot,
+                                latency,
+                                element,
+                            );
+                            journal.write(&JournalRecord::Response(record.clone()))?;
+                            unsynced.push(record);
+                        }
+                        None => state.queue.push_back((slot, 1)),
+                    }
+                }
+            }
             Ok(mut response) => {
                 response.attempts = attempts;
-                let record = state.record(spec, provider.name(), &request, latency, response);
+                in_flight_responses -= u64::from(request.explanations);
+                let record = state.record(
+                    spec,
+                    provider.name(),
+                    &request,
+                    request.index,
+                    latency,
+                    response,
+                );
                 journal.write(&JournalRecord::Response(record.clone()))?;
                 unsynced.push(record);
             }
             Err(error) => {
+                in_flight_responses -= u64::from(request.explanations);
                 if state.still_needs(request.index) && failure.is_none() {
                     observer(&Event::Failed {
                         index: request.index,
@@ -406,11 +468,7 @@ pub async fn run_job_until<P: ChatProvider>(
         },
         stats,
         stats_note,
-        variants: crate::variants::counts(
-            &spec.diversify,
-            spec.sampling.seed.unwrap_or(0) as u64,
-            selection.responses as u64,
-        ),
+        variants: variant_counts(spec, selection.responses as u64),
     };
     write_atomic(&paths.manifest, options.private_files, |out| {
         serde_json::to_writer_pretty(&mut *out, &manifest)?;
@@ -608,17 +666,19 @@ impl State {
         }
     }
 
-    /// The next slot to request, if the corpus could still need one, and
-    /// whether it is a slot never asked before.
+    /// The next call to make, if the corpus could still need one: its first
+    /// slot, its resample number and how many slots it asks for. A slot asked
+    /// again goes alone; new slots go `--per-request` at a time.
     fn next_request(
         &mut self,
+        spec: &JobSpec,
         in_flight: u64,
         pending: u64,
         pending_chars: u64,
-    ) -> Option<(u64, u32, bool)> {
+    ) -> Option<(u64, u32, u32, bool)> {
         while let Some((slot, resample)) = self.queue.pop_front() {
             if self.still_needs(slot) {
-                return Some((slot, resample, false));
+                return Some((slot, resample, 1, false));
             }
         }
         if self
@@ -626,17 +686,23 @@ impl State {
             .wants_more(self.next_slot, in_flight, pending, pending_chars)
         {
             let slot = self.next_slot;
-            self.next_slot += 1;
-            return Some((slot, 0, true));
+            let width = match spec.target {
+                Target::Count { responses } => u64::from(spec.per_request)
+                    .min(responses.saturating_sub(slot))
+                    .max(1) as u32,
+                Target::Chars { .. } => spec.per_request,
+            };
+            self.next_slot += u64::from(width);
+            return Some((slot, 0, width, true));
         }
         None
     }
 
-    /// Puts back a slot that `next_request` gave but that could not be sent
+    /// Puts back a call that `next_request` gave but that could not be sent
     /// yet (the rate limit said wait).
-    fn unissue(&mut self, slot: u64, resample: u32, fresh: bool) {
+    fn unissue(&mut self, slot: u64, resample: u32, width: u32, fresh: bool) {
         if fresh {
-            self.next_slot -= 1;
+            self.next_slot -= u64::from(width);
         } else {
             self.queue.push_front((slot, resample));
         }
@@ -673,6 +739,7 @@ impl State {
         spec: &JobSpec,
         provider: &str,
         request: &ChatRequest,
+        slot: u64,
         latency: Duration,
         response: ChatResponse,
     ) -> ResponseRecord {
@@ -686,12 +753,12 @@ impl State {
                     reject_reason = Some(RejectReason::NearDuplicate);
                     twin = Some(found.slot);
                 }
-                None => dedup.insert(request.index, &response.text),
+                None => dedup.insert(slot, &response.text),
             }
         }
         ResponseRecord {
             twin,
-            index: request.index,
+            index: slot,
             resample: request.resample,
             status: match reject_reason {
                 None => ResponseStatus::Accepted,
@@ -749,6 +816,34 @@ impl State {
             }
         }
     }
+}
+
+/// How often each value of each axis is in the corpus's first `responses` slots.
+fn variant_counts(spec: &JobSpec, responses: u64) -> BTreeMap<String, BTreeMap<String, u64>> {
+    let mut counts: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for slot in 0..responses {
+        for (axis, value) in spec
+            .variant(slot)
+            .map(|variant| variant.values)
+            .unwrap_or_default()
+        {
+            *counts.entry(axis).or_default().entry(value).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// The explanations of a `--per-request` reply: a JSON object
+/// `{"explanations": [...]}` of strings, or `None` when it is anything else.
+fn parse_explanations(text: &str) -> Option<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Reply {
+        explanations: Vec<String>,
+    }
+    serde_json::from_str::<Reply>(text.trim())
+        .ok()
+        .map(|reply| reply.explanations)
+        .filter(|explanations| !explanations.is_empty())
 }
 
 /// Why a received response must not count, if it must not.

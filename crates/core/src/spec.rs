@@ -60,7 +60,13 @@ pub struct JobSpec {
     pub diversify: Vec<Axis>,
     /// Reject responses at least this similar to an accepted one (`--dedup`).
     pub dedup: Option<f64>,
+    /// Explanations asked for in one call (`--per-request`); 1 is the seed's
+    /// one answer per call.
+    pub per_request: u32,
 }
+
+/// The most explanations one call may ask for.
+pub const MAX_PER_REQUEST: u32 = 20;
 
 /// The sampling parameters sent with every request.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -235,6 +241,12 @@ impl JobSpec {
             }
             _ => {}
         }
+        if !(1..=MAX_PER_REQUEST).contains(&self.per_request) {
+            return Err(SpecError(format!(
+                "--per-request {} is out of range; ask for 1 to {MAX_PER_REQUEST} explanations per call",
+                self.per_request
+            )));
+        }
         if let Some(threshold) = self.dedup
             && !(threshold > 0.0 && threshold <= 1.0)
         {
@@ -303,25 +315,41 @@ impl JobSpec {
         messages
     }
 
-    /// The variant of slot `index`, when the job diversifies.
+    /// The variant of slot `index`, when the job diversifies. The slots of
+    /// one `--per-request` call share the call's variant.
     pub fn variant(&self, index: u64) -> Option<Variant> {
         (!self.diversify.is_empty()).then(|| {
             variants::variant(
                 &self.diversify,
                 self.sampling.seed.unwrap_or(0) as u64,
-                index,
+                index / u64::from(self.per_request.max(1)),
             )
         })
     }
 
     /// The request for slot `index`, sample `resample` of that slot.
     pub fn request(&self, index: u64, resample: u32) -> ChatRequest {
+        self.request_for(index, resample, 1)
+    }
+
+    /// The request for `explanations` slots from `index` on. Above one, the
+    /// user prompt asks for that many distinct explanations as a JSON object.
+    pub fn request_for(&self, index: u64, resample: u32, explanations: u32) -> ChatRequest {
         let variant = self.variant(index);
+        let mut messages = self.messages_for(variant.as_ref());
+        if explanations > 1
+            && let Some(user) = messages.last_mut()
+        {
+            user.content.push_str(&format!(
+                "\n\nGive {explanations} different explanations, each complete on its own, as a JSON object {{\"explanations\": [...]}} holding exactly {explanations} strings."
+            ));
+        }
         ChatRequest {
             index,
             resample,
+            explanations,
             model: self.model.clone(),
-            messages: self.messages_for(variant.as_ref()),
+            messages,
             temperature: self.sampling.temperature,
             max_tokens: self.sampling.max_tokens,
             seed: self
@@ -347,6 +375,7 @@ impl JobSpec {
             "separator": self.separator,
             "diversify": self.diversify,
             "dedup": self.dedup,
+            "per_request": self.per_request,
         });
         let digest = Sha256::digest(identity.to_string().as_bytes());
         digest

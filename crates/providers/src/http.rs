@@ -11,7 +11,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, Header
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::stream::read_event_stream;
-use crate::wire::{HttpFailure, RequestBody, StreamOptions, parse_response};
+use crate::wire::{HttpFailure, RequestBody, StreamOptions, explanations_format, parse_response};
 
 /// OpenAI's public API, the default base URL of the `openai` provider.
 pub const OPENAI_DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -232,6 +232,7 @@ impl HttpProvider {
                     include_usage: true,
                 },
             ),
+            response_format: (request.explanations > 1).then(explanations_format),
         })
         .expect("request bodies always serialize")
     }

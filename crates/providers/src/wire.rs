@@ -24,6 +24,29 @@ pub(crate) struct RequestBody<'a> {
     pub stream: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream_options: Option<StreamOptions>,
+    /// A strict JSON schema for several explanations in one reply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<serde_json::Value>,
+}
+
+/// `response_format` for a reply of several explanations: a JSON object
+/// `{"explanations": [...]}`, strict, so the model cannot add other fields.
+pub(crate) fn explanations_format() -> serde_json::Value {
+    serde_json::json!({
+        "type": "json_schema",
+        "json_schema": {
+            "name": "explanations",
+            "strict": true,
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "explanations": {"type": "array", "items": {"type": "string"}}
+                },
+                "required": ["explanations"],
+                "additionalProperties": false
+            }
+        }
+    })
 }
 
 /// `stream_options`: asks for a final chunk with the usage of the whole request.

@@ -310,3 +310,49 @@ async fn diversified_prompts_carry_their_variant_text() {
         assert!(system.contains("written as"), "{system}");
     }
 }
+
+#[tokio::test]
+async fn per_request_asks_for_several_explanations_in_one_call() {
+    let texts = [
+        "First explanation of DPO.",
+        "Second, quite different.",
+        "Third, with an analogy.",
+    ];
+    let reply = serde_json::json!({ "explanations": texts }).to_string();
+    let server = mock(
+        Sequence::of_bodies([corpusgen_testkit::completion(&reply, "chatcmpl-k")]),
+        1,
+    )
+    .await;
+    let folder = tempfile::tempdir().unwrap();
+    let base_url = format!("{}/v1", server.uri());
+    let run = corpusgen(
+        folder.path(),
+        &seed_args(&[
+            "--base-url",
+            &base_url,
+            "--per-request",
+            "3",
+            "--count",
+            "3",
+            "--out",
+            "out.txt",
+        ]),
+        &key(),
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        fs::read_to_string(folder.path().join("out.txt")).unwrap(),
+        texts.join("^^^^")
+    );
+    let body: serde_json::Value =
+        serde_json::from_slice(&server.received_requests().await.unwrap()[0].body).unwrap();
+    assert_eq!(body["response_format"]["json_schema"]["strict"], true);
+    assert!(
+        body["messages"][1]["content"]
+            .as_str()
+            .unwrap()
+            .contains("Give 3 different explanations")
+    );
+}

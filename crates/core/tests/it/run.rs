@@ -473,3 +473,66 @@ fn the_seed_explanations_are_not_near_copies_of_each_other() {
         assert_eq!(corpusgen_core::dedup::similarity(first, first), 1.0);
     }
 }
+
+/// A reply of several explanations, as `--per-request` asks for.
+fn explanations_reply(texts: &[String]) -> String {
+    serde_json::json!({ "explanations": texts }).to_string()
+}
+
+#[test]
+fn per_request_splits_each_reply_into_responses_in_order() {
+    let folder = tempfile::tempdir().unwrap();
+    let mut spec = seed_spec(
+        &folder.path().join("out.txt"),
+        Target::Count { responses: 6 },
+    );
+    spec.per_request = 3;
+    let provider = ByRequest::new(|index, _| {
+        let texts: Vec<String> = (index..index + 3).map(|slot| text(50, slot)).collect();
+        Ok(response(explanations_reply(&texts)))
+    });
+    let report = run(&spec, &provider, RunOptions::default()).unwrap();
+    assert_eq!(provider.calls(), 2);
+    let corpus = fs::read_to_string(&report.paths.corpus).unwrap();
+    assert_eq!(
+        split(&corpus, "^^^^"),
+        (0..6).map(|slot| text(50, slot)).collect::<Vec<_>>()
+    );
+    assert!(
+        spec.request_for(0, 0, 3).messages[1]
+            .content
+            .contains("Give 3 different explanations")
+    );
+}
+
+#[test]
+fn a_per_request_reply_that_does_not_parse_is_rejected_and_its_slots_asked_alone() {
+    let folder = tempfile::tempdir().unwrap();
+    let mut spec = seed_spec(
+        &folder.path().join("out.txt"),
+        Target::Count { responses: 3 },
+    );
+    spec.per_request = 3;
+    let provider = ByRequest::new(|index, resample| {
+        Ok(response(match (index, resample) {
+            (0, 0) => "Here are three explanations: first, ...".to_string(),
+            (slot, _) => text(40, slot),
+        }))
+    });
+    let report = run(&spec, &provider, RunOptions::default()).unwrap();
+    // One call for the group, then one for each slot alone.
+    assert_eq!(provider.calls(), 4);
+    assert_eq!(
+        report
+            .manifest
+            .totals
+            .rejected
+            .get(&RejectReason::MalformedReply),
+        Some(&1)
+    );
+    let corpus = fs::read_to_string(&report.paths.corpus).unwrap();
+    assert_eq!(
+        split(&corpus, "^^^^"),
+        (0..3).map(|slot| text(40, slot)).collect::<Vec<_>>()
+    );
+}

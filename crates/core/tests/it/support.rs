@@ -38,6 +38,7 @@ pub fn seed_spec(out: &Path, target: Target) -> JobSpec {
         endpoint: None,
         diversify: Vec::new(),
         dedup: None,
+        per_request: 1,
     }
 }
 

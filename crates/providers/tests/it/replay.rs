@@ -14,6 +14,7 @@ fn any_request(index: u64) -> ChatRequest {
         max_tokens: None,
         seed: None,
         variant: None,
+        explanations: 1,
     }
 }
 

@@ -47,6 +47,7 @@ pub fn chat_request(options: RequestOptions) -> ChatRequest {
         max_tokens: options.max_tokens,
         seed: options.seed,
         variant: None,
+        explanations: 1,
     }
 }
 
