@@ -320,68 +320,18 @@ pub async fn run_job_until<P: ChatProvider>(
             other => other,
         };
         match result {
-            Ok(mut response) if request.explanations > 1 => {
-                response.attempts = attempts;
-                in_flight_responses -= u64::from(request.explanations);
-                let texts = parse_explanations(&response.text);
-                let Some(texts) = texts else {
-                    // The reply is not the JSON asked for: one rejected record
-                    // keeps it, and each of its slots is asked again alone.
-                    let mut record = state.record(
-                        spec,
-                        provider.name(),
-                        &request,
-                        request.index,
-                        latency,
-                        response,
-                    );
-                    record.status = ResponseStatus::Rejected;
-                    record.reject_reason = Some(RejectReason::MalformedReply);
-                    journal.write(&JournalRecord::Response(record.clone()))?;
-                    unsynced.push(record);
-                    for offset in 1..u64::from(request.explanations) {
-                        state.queue.push_back((request.index + offset, 1));
-                    }
-                    continue;
-                };
-                for offset in 0..u64::from(request.explanations) {
-                    let slot = request.index + offset;
-                    match texts.get(offset as usize) {
-                        Some(text) => {
-                            let element = ChatResponse {
-                                text: text.clone(),
-                                // The call's usage is counted once, on its first element.
-                                usage: if offset == 0 { response.usage } else { None },
-                                ..response.clone()
-                            };
-                            let record = state.record(
-                                spec,
-                                provider.name(),
-                                &request,
-                                slot,
-                                latency,
-                                element,
-                            );
-                            journal.write(&JournalRecord::Response(record.clone()))?;
-                            unsynced.push(record);
-                        }
-                        None => state.queue.push_back((slot, 1)),
-                    }
-                }
-            }
             Ok(mut response) => {
                 response.attempts = attempts;
                 in_flight_responses -= u64::from(request.explanations);
-                let record = state.record(
-                    spec,
-                    provider.name(),
-                    &request,
-                    request.index,
-                    latency,
-                    response,
-                );
-                journal.write(&JournalRecord::Response(record.clone()))?;
-                unsynced.push(record);
+                let (elements, missing) = split_reply(&request, response);
+                for element in elements {
+                    let record = state.record(spec, provider.name(), &request, latency, element);
+                    journal.write(&JournalRecord::Response(record.clone()))?;
+                    unsynced.push(record);
+                }
+                for slot in missing {
+                    state.queue.push_back((slot, 1));
+                }
             }
             Err(error) => {
                 in_flight_responses -= u64::from(request.explanations);
@@ -607,6 +557,14 @@ fn write_corpus(
     })
 }
 
+/// One response of a reply, for the slot it fills.
+struct Element {
+    slot: u64,
+    response: ChatResponse,
+    /// A rejection decided before the usual checks (a malformed reply).
+    forced: Option<RejectReason>,
+}
+
 enum Counted {
     Accepted,
     Rejected(RejectReason),
@@ -739,11 +697,15 @@ impl State {
         spec: &JobSpec,
         provider: &str,
         request: &ChatRequest,
-        slot: u64,
         latency: Duration,
-        response: ChatResponse,
+        element: Element,
     ) -> ResponseRecord {
-        let mut reject_reason = reject_reason(&response, &self.separator);
+        let Element {
+            slot,
+            response,
+            forced,
+        } = element;
+        let mut reject_reason = forced.or_else(|| reject_reason(&response, &self.separator));
         let mut twin = None;
         if reject_reason.is_none()
             && let Some(dedup) = self.dedup.as_mut()
@@ -831,6 +793,51 @@ fn variant_counts(spec: &JobSpec, responses: u64) -> BTreeMap<String, BTreeMap<S
         }
     }
     counts
+}
+
+/// The responses one reply holds, each with its slot and a rejection it must
+/// have, and the slots it left without one. A plain reply is one response. A
+/// `--per-request` reply holds one per element; one that is not the JSON asked
+/// for is kept as one rejected record and leaves its other slots to be asked
+/// again alone, as do slots beyond its last element.
+fn split_reply(request: &ChatRequest, response: ChatResponse) -> (Vec<Element>, Vec<u64>) {
+    let width = u64::from(request.explanations);
+    if width <= 1 {
+        let whole = Element {
+            slot: request.index,
+            response,
+            forced: None,
+        };
+        return (vec![whole], Vec::new());
+    }
+    let Some(texts) = parse_explanations(&response.text) else {
+        let missing = (1..width).map(|offset| request.index + offset).collect();
+        let malformed = Element {
+            slot: request.index,
+            response,
+            forced: Some(RejectReason::MalformedReply),
+        };
+        return (vec![malformed], missing);
+    };
+    let mut elements = Vec::new();
+    let mut missing = Vec::new();
+    for offset in 0..width {
+        let slot = request.index + offset;
+        match texts.get(offset as usize) {
+            Some(text) => elements.push(Element {
+                slot,
+                response: ChatResponse {
+                    text: text.clone(),
+                    // The call's usage is counted once, on its first element.
+                    usage: if offset == 0 { response.usage } else { None },
+                    ..response.clone()
+                },
+                forced: None,
+            }),
+            None => missing.push(slot),
+        }
+    }
+    (elements, missing)
 }
 
 /// The explanations of a `--per-request` reply: a JSON object
