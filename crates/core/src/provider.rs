@@ -136,6 +136,23 @@ pub trait ChatProvider: Send + Sync {
 }
 
 impl ProviderErrorKind {
+    /// Every kind, for the snapshot that pins which are retried.
+    pub const ALL: [ProviderErrorKind; 13] = [
+        ProviderErrorKind::Auth,
+        ProviderErrorKind::BadRequest,
+        ProviderErrorKind::NotFound,
+        ProviderErrorKind::QuotaExhausted,
+        ProviderErrorKind::Policy,
+        ProviderErrorKind::RateLimited,
+        ProviderErrorKind::Conflict,
+        ProviderErrorKind::Server,
+        ProviderErrorKind::Timeout,
+        ProviderErrorKind::Connect,
+        ProviderErrorKind::Malformed,
+        ProviderErrorKind::FixturesExhausted,
+        ProviderErrorKind::ContentFilter,
+    ];
+
     /// Whether the same request may succeed if sent again.
     pub fn is_retryable(self) -> bool {
         match self {

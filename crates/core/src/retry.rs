@@ -150,23 +150,8 @@ pub async fn complete_with_retries<P: ChatProvider>(
 
 /// The failures that are retried, for the snapshot that pins the set.
 pub fn retryable_kinds() -> Vec<(ProviderErrorKind, bool)> {
-    use ProviderErrorKind::*;
-    [
-        Auth,
-        BadRequest,
-        NotFound,
-        QuotaExhausted,
-        Policy,
-        RateLimited,
-        Conflict,
-        Server,
-        Timeout,
-        Connect,
-        Malformed,
-        FixturesExhausted,
-        ContentFilter,
-    ]
-    .into_iter()
-    .map(|kind| (kind, kind.is_retryable()))
-    .collect()
+    ProviderErrorKind::ALL
+        .into_iter()
+        .map(|kind| (kind, kind.is_retryable()))
+        .collect()
 }

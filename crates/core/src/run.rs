@@ -190,8 +190,7 @@ pub async fn run_job_until<P: ChatProvider>(
     // --per-request.
     let mut in_flight_responses: u64 = 0;
     let mut failure: Option<RunError> = None;
-    let stop = std::pin::pin!(stop);
-    let mut stop = stop;
+    let mut stop = std::pin::pin!(stop);
     let mut stopping = false;
     let grace = tokio::time::sleep(Duration::MAX);
     let mut grace = std::pin::pin!(grace);
@@ -418,7 +417,9 @@ pub async fn run_job_until<P: ChatProvider>(
         },
         stats,
         stats_note,
-        variants: variant_counts(spec, selection.responses as u64),
+        variants: crate::variants::counts(
+            (0..selection.responses as u64).filter_map(|slot| spec.variant(slot)),
+        ),
     };
     write_atomic(&paths.manifest, options.private_files, |out| {
         serde_json::to_writer_pretty(&mut *out, &manifest)?;
@@ -584,6 +585,8 @@ struct State {
     rejections: BTreeMap<u64, u32>,
     /// Signatures of the accepted responses, with `--dedup`.
     dedup: Option<DedupIndex>,
+    /// The length of the job's prompt templates, for `--tpm` estimates.
+    prompt_chars: u64,
     totals: Totals,
     response_models: BTreeMap<String, u64>,
 }
@@ -602,6 +605,11 @@ impl State {
             accepted_slots: BTreeSet::new(),
             rejections: BTreeMap::new(),
             dedup: spec.dedup.map(DedupIndex::new),
+            prompt_chars: spec
+                .messages()
+                .iter()
+                .map(|message| char_len(&message.content))
+                .sum(),
             totals: Totals::default(),
             response_models: BTreeMap::new(),
         }
@@ -670,11 +678,7 @@ impl State {
     /// prompt at about four chars a token, plus the completion tokens seen
     /// so far on average (or the token limit, or a thousand before any).
     fn expected_tokens(&self, spec: &JobSpec) -> u32 {
-        let prompt_chars: u64 = spec
-            .messages()
-            .iter()
-            .map(|message| char_len(&message.content))
-            .sum();
+        let prompt_chars = self.prompt_chars;
         let completion = match (self.totals.responses_with_usage, spec.sampling.max_tokens) {
             (0, Some(max_tokens)) => u64::from(max_tokens),
             (0, None) => 1000,
@@ -778,21 +782,6 @@ impl State {
             }
         }
     }
-}
-
-/// How often each value of each axis is in the corpus's first `responses` slots.
-fn variant_counts(spec: &JobSpec, responses: u64) -> BTreeMap<String, BTreeMap<String, u64>> {
-    let mut counts: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-    for slot in 0..responses {
-        for (axis, value) in spec
-            .variant(slot)
-            .map(|variant| variant.values)
-            .unwrap_or_default()
-        {
-            *counts.entry(axis).or_default().entry(value).or_default() += 1;
-        }
-    }
-    counts
 }
 
 /// The responses one reply holds, each with its slot and a rejection it must

@@ -102,11 +102,13 @@ pub fn variant(axes: &[Axis], seed: u64, index: u64) -> Variant {
     }
 }
 
-/// How often each value of each axis is used by slots `0..requests`.
-pub fn counts(axes: &[Axis], seed: u64, requests: u64) -> BTreeMap<String, BTreeMap<String, u64>> {
+/// How often each value of each axis occurs among `variants`.
+pub fn counts(
+    variants: impl IntoIterator<Item = Variant>,
+) -> BTreeMap<String, BTreeMap<String, u64>> {
     let mut counts: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-    for index in 0..requests {
-        for (axis, value) in variant(axes, seed, index).values {
+    for variant in variants {
+        for (axis, value) in variant.values {
             *counts.entry(axis).or_default().entry(value).or_default() += 1;
         }
     }

@@ -7,7 +7,7 @@ use corpusgen_testkit::{Sequence, completions_of_lengths};
 use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer};
 
-use crate::support::{FAKE_KEY, corpusgen, seed_args};
+use crate::support::{FAKE_KEY, corpusgen, openai_mock, seed_args};
 
 /// Runs with `config` as `./corpusgen.toml` and checks exit 2 and the message.
 async fn check_bad_config(config: &str, says: &str) {
@@ -103,23 +103,16 @@ async fn an_explicit_config_file_must_exist() {
     );
 }
 
-async fn openai_mock(expected: u64) -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(Sequence::of_bodies(completions_of_lengths(&[40])))
-        .expect(expected)
-        .mount(&server)
-        .await;
-    server
+fn one_answer() -> Sequence {
+    Sequence::of_bodies(completions_of_lengths(&[40]))
 }
 
 #[tokio::test]
 async fn the_base_url_comes_from_the_flag_then_the_environment_then_the_file() {
     for winner in ["flag", "env", "file"] {
-        let from_file = openai_mock(u64::from(winner == "file")).await;
-        let from_env = openai_mock(u64::from(winner == "env")).await;
-        let from_flag = openai_mock(u64::from(winner == "flag")).await;
+        let from_file = openai_mock(one_answer(), u64::from(winner == "file")).await;
+        let from_env = openai_mock(one_answer(), u64::from(winner == "env")).await;
+        let from_flag = openai_mock(one_answer(), u64::from(winner == "flag")).await;
         let folder = tempfile::tempdir().unwrap();
         fs::write(
             folder.path().join("corpusgen.toml"),
@@ -203,13 +196,7 @@ async fn the_seed_alias_reaches_its_azure_deployment_through_the_config() {
 async fn azure_gives_the_same_corpus_as_openai() {
     let lengths = [1710, 1419, 1899, 1839, 1663, 1484];
     let azure = azure_mock("gpt-4.1", &lengths, 6).await;
-    let openai = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(Sequence::of_bodies(completions_of_lengths(&lengths)))
-        .expect(6)
-        .mount(&openai)
-        .await;
+    let openai = openai_mock(Sequence::of_bodies(completions_of_lengths(&lengths)), 6).await;
     let folder = tempfile::tempdir().unwrap();
     let openai_url = format!("{}/v1", openai.uri());
     let azure_url = azure.uri();
@@ -242,13 +229,7 @@ async fn azure_gives_the_same_corpus_as_openai() {
 
 #[tokio::test]
 async fn a_local_server_gets_no_authorization_header() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(Sequence::of_bodies(completions_of_lengths(&[30])))
-        .expect(1)
-        .mount(&server)
-        .await;
+    let server = openai_mock(Sequence::of_bodies(completions_of_lengths(&[30])), 1).await;
     let folder = tempfile::tempdir().unwrap();
     let base_url = format!("{}/v1", server.uri());
     let run = corpusgen(

@@ -6,25 +6,11 @@ use std::fs;
 use corpusgen_testkit::{
     Sequence, completions_of_lengths, error_body, fixture_bodies, seed_explanations, workspace_root,
 };
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::ResponseTemplate;
 
-use crate::support::{FAKE_KEY, corpusgen, seed_args};
+use crate::support::{FAKE_KEY, corpusgen, openai_mock, seed_args};
 
 const SEED_GPT41_LENGTHS: [usize; 6] = [1710, 1419, 1899, 1839, 1663, 1484];
-
-/// A mock whose chat endpoint answers `answers` in order and expects exactly
-/// `expected` requests.
-async fn mock(answers: Sequence, expected: u64) -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(answers)
-        .expect(expected)
-        .mount(&server)
-        .await;
-    server
-}
 
 fn key() -> [(&'static str, &'static str); 1] {
     [("OPENAI_API_KEY", FAKE_KEY)]
@@ -35,7 +21,7 @@ async fn the_seed_gpt41_run_gives_six_responses_and_10034_chars_over_http() {
     // More answers than needed: the run must stop after six by itself.
     let mut lengths = SEED_GPT41_LENGTHS.to_vec();
     lengths.extend([1500, 1500]);
-    let server = mock(Sequence::of_bodies(completions_of_lengths(&lengths)), 6).await;
+    let server = openai_mock(Sequence::of_bodies(completions_of_lengths(&lengths)), 6).await;
     let folder = tempfile::tempdir().unwrap();
     let base_url = format!("{}/v1", server.uri());
     let run = corpusgen(
@@ -73,7 +59,7 @@ async fn the_seed_gpt41_run_gives_six_responses_and_10034_chars_over_http() {
 
 #[tokio::test]
 async fn match_length_of_the_hand_curated_corpus_runs_the_same_job() {
-    let server = mock(
+    let server = openai_mock(
         Sequence::of_bodies(completions_of_lengths(&SEED_GPT41_LENGTHS)),
         6,
     )
@@ -112,7 +98,7 @@ async fn match_length_of_the_hand_curated_corpus_runs_the_same_job() {
 #[tokio::test]
 async fn the_hand_curated_fixtures_over_http_rebuild_the_seed_corpus_byte_for_byte() {
     let bodies = fixture_bodies(&workspace_root().join("fixtures/openai/dpo-chatgpt"));
-    let server = mock(Sequence::of_bodies(bodies), 10).await;
+    let server = openai_mock(Sequence::of_bodies(bodies), 10).await;
     let folder = tempfile::tempdir().unwrap();
     let base_url = format!("{}/v1", server.uri());
     let run = corpusgen(
@@ -209,7 +195,7 @@ async fn a_401_exits_3_naming_the_variable_and_sends_once() {
         &format!("Incorrect API key provided: {FAKE_KEY}"),
         "invalid_api_key",
     ))]);
-    let server = mock(answers, 1).await;
+    let server = openai_mock(answers, 1).await;
     let folder = tempfile::tempdir().unwrap();
     let base_url = format!("{}/v1", server.uri());
     let run = corpusgen(
@@ -237,7 +223,7 @@ async fn a_401_exits_3_naming_the_variable_and_sends_once() {
 
 #[tokio::test]
 async fn openai_base_url_comes_from_the_environment_when_no_flag_is_given() {
-    let server = mock(Sequence::of_bodies(completions_of_lengths(&[50])), 1).await;
+    let server = openai_mock(Sequence::of_bodies(completions_of_lengths(&[50])), 1).await;
     let folder = tempfile::tempdir().unwrap();
     let base_url = format!("{}/v1", server.uri());
     let run = corpusgen(
@@ -251,7 +237,7 @@ async fn openai_base_url_comes_from_the_environment_when_no_flag_is_given() {
 
 #[tokio::test]
 async fn diversified_prompts_carry_their_variant_text() {
-    let server = mock(
+    let server = openai_mock(
         Sequence::of_bodies(completions_of_lengths(&[80, 80, 80, 80])),
         4,
     )
@@ -319,7 +305,7 @@ async fn per_request_asks_for_several_explanations_in_one_call() {
         "Third, with an analogy.",
     ];
     let reply = serde_json::json!({ "explanations": texts }).to_string();
-    let server = mock(
+    let server = openai_mock(
         Sequence::of_bodies([corpusgen_testkit::completion(&reply, "chatcmpl-k")]),
         1,
     )

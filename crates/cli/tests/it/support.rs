@@ -54,3 +54,20 @@ pub fn workspace_fixtures() -> String {
         .to_string_lossy()
         .into_owned()
 }
+
+/// A mock OpenAI server whose chat endpoint answers `answers` in order and
+/// expects exactly `expected` requests.
+pub async fn openai_mock(
+    answers: corpusgen_testkit::Sequence,
+    expected: u64,
+) -> wiremock::MockServer {
+    use wiremock::matchers::{method, path};
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(answers)
+        .expect(expected)
+        .mount(&server)
+        .await;
+    server
+}
