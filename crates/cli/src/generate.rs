@@ -225,6 +225,53 @@ fn build_provider(
         })
 }
 
+/// One `generate` job from its flags: resolve, then run. The same path serves
+/// every job of a job file.
+pub async fn execute(
+    args: &GenerateArgs,
+    config: &Config,
+    env: &Environment,
+    quiet: bool,
+) -> Result<RunReport, CliError> {
+    let resolved = resolve(args, config, env)?;
+    run(resolved, args.fresh, quiet).await
+}
+
+/// The single-threaded runtime every job runs on: the job loop's concurrency
+/// is in-flight requests, not threads.
+pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| {
+            CliError::new(
+                ExitKind::Internal,
+                format!("cannot start the async runtime: {err}"),
+            )
+        })
+}
+
+/// The lines `generate` prints on stdout when a job is done: where its files
+/// are (unless `quiet`) and what the corpus holds.
+pub fn print_report(report: &RunReport, quiet: bool) {
+    let totals = &report.manifest.totals;
+    if !quiet {
+        println!("corpus:   {}", report.paths.corpus.display());
+        println!("journal:  {}", report.paths.journal.display());
+        println!("manifest: {}", report.paths.manifest.display());
+    }
+    println!(
+        "{} responses, {} chars (target {}){}",
+        totals.responses_used,
+        totals.corpus_chars,
+        totals.target,
+        match totals.responses_unused {
+            0 => String::new(),
+            unused => format!(", {unused} more kept unused in the journal"),
+        }
+    );
+}
+
 /// Runs a resolved job, printing progress on stderr unless `quiet`. Ctrl-C
 /// or SIGTERM stops it cleanly: what is in flight is journaled, then exit 130.
 pub async fn run(resolved: Resolved, fresh: bool, quiet: bool) -> Result<RunReport, CliError> {

@@ -18,7 +18,7 @@ use clap::{CommandFactory, Parser};
 
 use crate::args::{Cli, Command, CompletionShell};
 use crate::config::Config;
-use crate::exit::{CliError, ExitKind};
+use crate::exit::CliError;
 
 /// The environment variables, read once at start-up and passed explicitly.
 #[derive(Debug, Default)]
@@ -62,33 +62,9 @@ fn run(cli: Cli, env: &Environment) -> Result<(), CliError> {
     match cli.command {
         Command::Generate(args) => {
             let config = Config::load(cli.config.as_deref(), env)?;
-            let resolved = generate::resolve(&args, &config, env)?;
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|err| {
-                    CliError::new(
-                        ExitKind::Internal,
-                        format!("cannot start the async runtime: {err}"),
-                    )
-                })?;
-            let report = runtime.block_on(generate::run(resolved, args.fresh, cli.quiet))?;
-            let totals = &report.manifest.totals;
-            if !cli.quiet {
-                println!("corpus:   {}", report.paths.corpus.display());
-                println!("journal:  {}", report.paths.journal.display());
-                println!("manifest: {}", report.paths.manifest.display());
-            }
-            println!(
-                "{} responses, {} chars (target {}){}",
-                totals.responses_used,
-                totals.corpus_chars,
-                totals.target,
-                match totals.responses_unused {
-                    0 => String::new(),
-                    unused => format!(", {unused} more kept unused in the journal"),
-                }
-            );
+            let runtime = generate::runtime()?;
+            let report = runtime.block_on(generate::execute(&args, &config, env, cli.quiet))?;
+            generate::print_report(&report, cli.quiet);
             Ok(())
         }
         Command::Stats(args) => stats::run(&args),
