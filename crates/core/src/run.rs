@@ -252,7 +252,7 @@ pub async fn run_job_until<P: ChatProvider>(
                 let pending_usage = unsynced
                     .iter()
                     .chain(syncing.iter().flat_map(|(_, batch)| batch))
-                    .filter_map(|record| record.usage);
+                    .map(|record| record.usage);
                 if state.would_pass_budget(
                     spec,
                     pricing,
@@ -783,13 +783,15 @@ impl State {
     /// could take the job's cost past `budget` USD: the cost so far from the
     /// reported usage, plus each call at the mean usage of a call so far
     /// (before any, the prompt counted with tiktoken and `--max-tokens` or a
-    /// thousand completion tokens per response).
+    /// thousand completion tokens per response). A response that reported no
+    /// usage counts as one more call at that estimate, so a provider that
+    /// never reports usage still stops at the budget.
     fn would_pass_budget(
         &self,
         spec: &JobSpec,
         pricing: Pricing,
         budget: f64,
-        pending_usage: impl Iterator<Item = Usage>,
+        pending_usage: impl Iterator<Item = Option<Usage>>,
         calls: u64,
     ) -> bool {
         let (mut with_usage, mut prompt_tokens, mut completion_tokens) = (
@@ -797,11 +799,20 @@ impl State {
             self.totals.prompt_tokens,
             self.totals.completion_tokens,
         );
+        let mut received = self.totals.responses_received;
         for usage in pending_usage {
-            with_usage += 1;
-            prompt_tokens += usage.prompt_tokens;
-            completion_tokens += usage.completion_tokens;
+            received += 1;
+            if let Some(usage) = usage {
+                with_usage += 1;
+                prompt_tokens += usage.prompt_tokens;
+                completion_tokens += usage.completion_tokens;
+            }
         }
+        // With --per-request, only a call's first response carries usage.
+        let unreported = match spec.per_request {
+            0 | 1 => received - with_usage,
+            _ => 0,
+        };
         let spent = pricing.price.cost(prompt_tokens, completion_tokens);
         let per_request = u64::from(spec.per_request.max(1));
         let (prompt, completion) = match with_usage {
@@ -824,7 +835,7 @@ impl State {
         let per_call = (prompt * pricing.price.input_per_mtok
             + completion * pricing.price.output_per_mtok)
             / 1_000_000.0;
-        spent + per_call * calls as f64 > budget
+        spent + per_call * (calls + unreported) as f64 > budget
     }
 
     /// Whether a slot's response can still end up in the corpus.

@@ -184,6 +184,42 @@ async fn the_budget_stops_requests_and_the_manifest_says_so() {
 }
 
 #[tokio::test]
+async fn a_job_stopped_for_budget_resumes_with_a_larger_one() {
+    let server = openai_mock(Sequence::of_bodies(completions_of_lengths(&[1000; 10])), 5).await;
+    let folder = tempfile::tempdir().unwrap();
+    let base_url = format!("{}/v1", server.uri());
+    let args = |budget: &'static str| {
+        vec![
+            "--base-url",
+            &base_url,
+            "--target-chars",
+            "5000",
+            "--concurrency",
+            "1",
+            "--budget-usd",
+            budget,
+            "--out",
+            "corpus.txt",
+        ]
+    };
+    // Three calls of 0.00248 USD fit in 0.009, a fourth would not.
+    let stopped = corpusgen(folder.path(), &seed_args(&args("0.009")), &key()).await;
+    assert_eq!(stopped.code, 5, "{stopped:?}");
+    assert_eq!(
+        manifest(folder.path(), "corpus.manifest.json")["totals"]["responses_used"],
+        3
+    );
+    // The budget covers the whole job: the three calls already paid count.
+    let resumed = corpusgen(folder.path(), &seed_args(&args("0.02")), &key()).await;
+    assert_eq!(resumed.code, 0, "{resumed:?}");
+    let manifest = manifest(folder.path(), "corpus.manifest.json");
+    assert!(manifest["stopped"].is_null());
+    assert_eq!(manifest["totals"]["responses_used"], 5);
+    let cost = manifest["totals"]["cost_usd"].as_f64().unwrap();
+    assert!(close(cost, 5.0 * GPT41_CALL_USD), "{cost}");
+}
+
+#[tokio::test]
 async fn a_budget_without_a_price_is_refused_naming_the_prices_table() {
     let server = openai_mock(Sequence::of_bodies(Vec::new()), 0).await;
     let folder = tempfile::tempdir().unwrap();

@@ -174,3 +174,53 @@ fn a_job_within_its_budget_is_not_stopped() {
     assert_eq!(prices.source, "config file");
     assert_eq!(prices.model, "gpt-4.1");
 }
+
+#[test]
+fn a_token_target_resumes_a_journal_written_without_token_counts() {
+    let folder = tempfile::tempdir().unwrap();
+    let out = folder.path().join("corpus.txt");
+    let provider = ByRequest::new(|index, _| Ok(response(text(900, index))));
+    let first = run(
+        &seed_spec(&out, Target::Count { responses: 3 }),
+        &provider,
+        RunOptions::default(),
+    );
+    assert_eq!(provider.calls(), 3);
+    let counter = TokenCounter::new(Encoding::O200kBase);
+    let corpus = std::fs::read_to_string(&first.paths.corpus).unwrap();
+    let counts: Vec<u64> = split(&corpus, "^^^^")
+        .iter()
+        .map(|response| counter.count(response))
+        .collect();
+
+    // The same job with a token target the first two responses reach: the
+    // journal's texts are counted on resume, and nothing more is asked.
+    let target = counts[0] + counts[1];
+    let second = run(
+        &seed_spec(&out, tokens(target)),
+        &provider,
+        RunOptions::default(),
+    );
+    assert_eq!(provider.calls(), 3);
+    assert_eq!(second.selection.responses, 2);
+    assert_eq!(second.manifest.totals.response_tokens, Some(target));
+}
+
+#[test]
+fn responses_without_usage_count_at_the_estimate_against_the_budget() {
+    let folder = tempfile::tempdir().unwrap();
+    let spec = seed_spec(&folder.path().join("corpus.txt"), chars(9164));
+    // No usage at all: each call counts as its prompt's tokens and a
+    // thousand completion tokens, about 0.0081 USD at 2 and 8 USD.
+    let provider = ByRequest::new(|index, _| Ok(response(text(1000, index))));
+    let options = RunOptions {
+        pricing: Some(GPT41),
+        budget_usd: Some(0.02),
+        ..RunOptions::default()
+    };
+    let report = run(&spec, &provider, options);
+    assert_eq!(provider.calls(), 2);
+    assert_eq!(report.manifest.stopped.as_deref(), Some(STOPPED_FOR_BUDGET));
+    // The real cost cannot be known without usage.
+    assert_eq!(report.manifest.totals.cost_usd, None);
+}
