@@ -41,6 +41,9 @@ pub struct Plan {
     /// Accepted responses of this job already in the journal, which a run
     /// resumes from.
     pub journaled: u64,
+    /// The journal beside `--out` belongs to another job: the run would be
+    /// refused without `--fresh`.
+    pub other_job: bool,
     pub responses: u64,
     pub requests: u64,
     pub prompt_tokens_per_request: u64,
@@ -117,6 +120,7 @@ pub fn plan(resolved: &Resolved) -> Plan {
         length_policy: spec.length_policy.to_string(),
         expected,
         journaled: journal.accepted,
+        other_job: journal.other_job,
         responses,
         requests,
         prompt_tokens_per_request,
@@ -145,6 +149,7 @@ struct JournalSummary {
     tokens: u64,
     with_usage: u64,
     completion_tokens: u64,
+    other_job: bool,
 }
 
 impl JournalSummary {
@@ -184,7 +189,10 @@ fn read_journal(resolved: &Resolved, counter: &TokenCounter) -> JournalSummary {
         .filter_map(|line| serde_json::from_str::<JournalRecord>(line).ok());
     match records.next() {
         Some(JournalRecord::Job(header)) if header.job_id == resolved.spec.job_id() => {}
-        _ => return summary,
+        _ => {
+            summary.other_job = true;
+            return summary;
+        }
     }
     let mut slots = std::collections::BTreeSet::new();
     for record in records {
@@ -242,6 +250,12 @@ impl fmt::Display for Plan {
             "per answer:  about {:.0} chars, {:.0} tokens ({source})",
             self.expected.chars, self.expected.tokens
         )?;
+        if self.other_job {
+            writeln!(
+                f,
+                "journal:     the one beside --out belongs to another job; the run is refused without --fresh"
+            )?;
+        }
         if self.journaled > 0 {
             writeln!(
                 f,

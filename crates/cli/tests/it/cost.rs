@@ -114,6 +114,31 @@ async fn a_dry_run_counts_the_journal_of_the_same_job() {
         "{}",
         plan.stdout
     );
+
+    // Another job on the same --out: its journal is not this job's.
+    let other = corpusgen(
+        folder.path(),
+        &seed_args(&[
+            "--base-url",
+            &base_url,
+            "--temperature",
+            "0.5",
+            "--target-chars",
+            "9164",
+            "--dry-run",
+            "--out",
+            "corpus.txt",
+        ]),
+        &key(),
+    )
+    .await;
+    assert_eq!(other.code, 0, "{other:?}");
+    assert!(
+        other.stdout.contains("belongs to another job")
+            && other.stdout.contains("about 6 for 6 responses"),
+        "{}",
+        other.stdout
+    );
 }
 
 #[tokio::test]
