@@ -101,7 +101,7 @@ pub struct ProvidersArgs {
 #[command(group(
     ArgGroup::new("target")
         .required(true)
-        .args(["target_chars", "match_length", "count"])
+        .args(["target_chars", "match_length", "count", "target_tokens"])
 ))]
 pub struct GenerateArgs {
     /// What the responses explain; fills {topic} in the prompt.
@@ -259,6 +259,25 @@ pub struct GenerateArgs {
     /// The corpus file to write. Its journal and manifest go beside it.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+
+    /// Collect responses until their tokens add up to N, counted on this side
+    /// with the model's tiktoken encoding (o200k_base for a model tiktoken
+    /// does not know).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub target_tokens: Option<u64>,
+
+    /// Stop issuing requests before the cost (reported usage times the
+    /// model's price, plus an estimate for the requests in flight) would pass
+    /// X USD. What was accepted is written, and the exit code is 5 if the
+    /// target was not met.
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
+    pub budget_usd: Option<f64>,
+
+    /// Resolve everything and print the plan (profile, endpoint, HIPAA check,
+    /// target, estimated requests, tokens and cost); send nothing and write
+    /// no file.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -29,6 +29,17 @@ pub struct ConfigFile {
     /// axis, usable as a `{name}` placeholder.
     #[serde(default)]
     pub diversify: BTreeMap<String, Vec<String>>,
+    /// Prices by model (or Azure deployment) name, over the built-in table.
+    #[serde(default)]
+    pub prices: BTreeMap<String, Spanned<PriceConfig>>,
+}
+
+/// One `[prices."MODEL"]` table: USD per million tokens.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceConfig {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
 }
 
 /// One `[providers.NAME]` table.

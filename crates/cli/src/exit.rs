@@ -19,6 +19,9 @@ pub enum ExitKind {
     GaveUp,
     /// Stopped by Ctrl-C or SIGTERM.
     Interrupted,
+    /// `--budget-usd` stopped the job before its target: a partial corpus
+    /// and its manifest (`stopped: "budget"`) are written.
+    OverBudget,
 }
 
 impl ExitKind {
@@ -29,6 +32,7 @@ impl ExitKind {
             ExitKind::Refused => 3,
             ExitKind::GaveUp => 4,
             ExitKind::Interrupted => 130,
+            ExitKind::OverBudget => 5,
         }
     }
 }

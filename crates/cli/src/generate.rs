@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
+use corpusgen_core::cost::Pricing;
+use corpusgen_core::run::STOPPED_FOR_BUDGET;
 use corpusgen_core::spec::{DEFAULT_MAX_RESAMPLES, DEFAULT_PROMPT_TEMPLATE, DEFAULT_SYSTEM_PROMPT};
+use corpusgen_core::tokens::Encoding;
 use corpusgen_core::variants::{Axis, built_in_axis, diversified_prompt};
 use corpusgen_core::{
     Event, JobSpec, LengthPolicy, OutputPaths, RateLimits, RetryPolicy, RunOptions, RunReport,
@@ -18,6 +21,8 @@ use crate::env_vars;
 use crate::exit::{CliError, ExitKind};
 use crate::profiles::{self, Credential, Kind, Profile, ProfileFlags};
 
+pub use crate::plan::plan;
+
 /// A job ready to run: the validated spec, the provider that serves it and
 /// how requests are retried.
 #[derive(Debug)]
@@ -26,6 +31,12 @@ pub struct Resolved {
     pub provider: Provider,
     pub retry: RetryPolicy,
     pub rate: RateLimits,
+    /// The kind of the profile that serves the job.
+    pub kind: Kind,
+    /// The model's price; `None` when it is unknown.
+    pub pricing: Option<Pricing>,
+    /// `--budget-usd`.
+    pub budget_usd: Option<f64>,
 }
 
 /// Resolves flags over environment over config file over defaults into one
@@ -53,6 +64,14 @@ pub fn resolve(
         }
     } else if let Some(count) = args.count {
         Target::Count { responses: count }
+    } else if let Some(tokens) = args.target_tokens {
+        Target::Tokens {
+            tokens,
+            encoding: Encoding::for_model(&profile.model)
+                .encoding
+                .name()
+                .to_string(),
+        }
     } else {
         let path = args
             .match_length
@@ -104,6 +123,20 @@ pub fn resolve(
             args.timeout
         )));
     }
+    let pricing = crate::prices::pricing(profile.kind, &profile.model, config)?;
+    if let Some(budget) = args.budget_usd {
+        if !(budget.is_finite() && budget > 0.0) {
+            return Err(CliError::bad_input(format!(
+                "--budget-usd {budget} is not a positive amount of USD"
+            )));
+        }
+        if pricing.is_none() {
+            return Err(CliError::bad_input(format!(
+                "--budget-usd needs the price of `{model}`, which corpusgen does not know; add [prices.\"{model}\"] with input_per_mtok and output_per_mtok (USD per million tokens) to the config file",
+                model = profile.model
+            )));
+        }
+    }
     if args.hipaa {
         profile.check_hipaa()?;
     }
@@ -120,6 +153,9 @@ pub fn resolve(
             requests_per_minute: args.rpm,
             tokens_per_minute: args.tpm,
         },
+        kind: profile.kind,
+        pricing,
+        budget_usd: args.budget_usd,
     })
 }
 
@@ -270,6 +306,35 @@ pub fn print_report(report: &RunReport, quiet: bool) {
             unused => format!(", {unused} more kept unused in the journal"),
         }
     );
+    if let Some(cost) = crate::prices::job_cost(report) {
+        println!("cost: {cost:.4} USD");
+    }
+}
+
+/// The error a job that `--budget-usd` stopped before its target ends with
+/// (exit 5), after its partial corpus and manifest were written; `None` for
+/// a job that met its target.
+pub fn budget_stop(report: &RunReport) -> Option<CliError> {
+    let manifest = &report.manifest;
+    (manifest.stopped.as_deref() == Some(STOPPED_FOR_BUDGET)).then(|| {
+        let cost = match manifest.totals.cost_usd {
+            Some(cost) => format!("{cost:.4} USD"),
+            None => "an unknown amount (some responses reported no usage)".to_string(),
+        };
+        let mut err = CliError::new(
+            ExitKind::OverBudget,
+            format!(
+                "stopped before the target ({}) because another request could pass --budget-usd; the {} responses received cost {cost}",
+                manifest.totals.target, manifest.totals.responses_received
+            ),
+        );
+        err.hint = Some(format!(
+            "{} holds the {} responses accepted so far and its manifest says stopped: budget; raise --budget-usd and run the same command again to resume",
+            report.paths.corpus.display(),
+            manifest.totals.responses_used
+        ));
+        err
+    })
 }
 
 /// Runs a resolved job, printing progress on stderr unless `quiet`. Ctrl-C
@@ -280,6 +345,9 @@ pub async fn run(resolved: Resolved, fresh: bool, quiet: bool) -> Result<RunRepo
         provider,
         retry,
         rate,
+        pricing,
+        budget_usd,
+        ..
     } = resolved;
     let target = spec.target.clone();
     let mut observer = |event: &Event| {
@@ -305,6 +373,9 @@ pub async fn run(resolved: Resolved, fresh: bool, quiet: bool) -> Result<RunRepo
                 } => eprintln!(
                     "response {completed} (request {index}): {chars} chars, {completed_chars} of {target_chars} chars"
                 ),
+                Target::Tokens { tokens, .. } => eprintln!(
+                    "response {completed} (request {index}): {chars} chars, towards {tokens} tokens"
+                ),
             },
             Event::Rejected { index, reason } => {
                 eprintln!("request {index}: response rejected because {reason}; asking again");
@@ -319,6 +390,8 @@ pub async fn run(resolved: Resolved, fresh: bool, quiet: bool) -> Result<RunRepo
         private_files: spec.hipaa,
         retry,
         rate,
+        pricing,
+        budget_usd,
     };
     run_job_until(
         &spec,

@@ -6,6 +6,8 @@ mod config;
 mod env_vars;
 mod exit;
 mod generate;
+mod plan;
+mod prices;
 mod profiles;
 mod signals;
 mod stats;
@@ -62,10 +64,15 @@ fn run(cli: Cli, env: &Environment) -> Result<(), CliError> {
     match cli.command {
         Command::Generate(args) => {
             let config = Config::load(cli.config.as_deref(), env)?;
+            if args.dry_run {
+                let resolved = generate::resolve(&args, &config, env)?;
+                print!("{}", generate::plan(&resolved));
+                return Ok(());
+            }
             let runtime = generate::runtime()?;
             let report = runtime.block_on(generate::execute(&args, &config, env, cli.quiet))?;
             generate::print_report(&report, cli.quiet);
-            Ok(())
+            generate::budget_stop(&report).map_or(Ok(()), Err)
         }
         Command::Stats(args) => stats::run(&args),
         Command::Completions(args) => {

@@ -60,6 +60,10 @@ pub struct ResponseRecord {
     pub attempts: u32,
     pub response_id: Option<String>,
     pub time: String,
+    /// The text's tokens in the job's encoding, counted on this side, for a
+    /// `--target-tokens` job; absent otherwise and in older journals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

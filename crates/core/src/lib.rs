@@ -5,6 +5,7 @@
 //! format. It reads and writes only the files it is handed paths for (the
 //! journal, the corpus, the manifest and a `--match-length` file).
 
+pub mod cost;
 pub mod dedup;
 pub mod journal;
 pub mod manifest;
@@ -17,6 +18,7 @@ pub mod run;
 pub mod spec;
 pub mod stats;
 pub mod text;
+pub mod tokens;
 pub mod variants;
 
 pub use journal::{JournalRecord, RejectReason, ResponseRecord};

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::cost::ManifestPrices;
 use crate::journal::RejectReason;
 use crate::spec::JobSpec;
 use crate::stats::CorpusStats;
@@ -29,6 +30,12 @@ pub struct Manifest {
     pub stats_note: Option<String>,
     /// How often each value of each `--diversify` axis is in the corpus.
     pub variants: BTreeMap<String, BTreeMap<String, u64>>,
+    /// The price `totals.cost_usd` is computed at; null when the model's
+    /// price is unknown.
+    pub prices: Option<ManifestPrices>,
+    /// Why the job stopped before its target: `budget` when `--budget-usd`
+    /// would have been passed. Null when the target was met.
+    pub stopped: Option<String>,
 }
 
 /// The most responses whose scores are computed when the manifest is written
@@ -73,6 +80,14 @@ pub struct Totals {
     pub cooldowns: u64,
     /// Responses that came from the journal of an earlier run of this job.
     pub resumed_responses: u64,
+    /// The USD cost of every response received (rejected and unused ones
+    /// too: they were paid for), from the reported usage and `prices`; null
+    /// when the price or some usage is unknown.
+    pub cost_usd: Option<f64>,
+    /// The tiktoken encoding of a `--target-tokens` job, null otherwise.
+    pub token_encoding: Option<String>,
+    /// The used responses' tokens in that encoding, counted on this side.
+    pub response_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
+use crate::cost::Pricing;
 use crate::dedup::DedupIndex;
 use crate::journal::{
     AssembledRecord, JobHeader, Journal, JournalError, JournalRecord, RejectReason, RequestParams,
@@ -19,12 +20,15 @@ use crate::journal::{
 use crate::manifest::{MANIFEST_STATS_MAX_RESPONSES, Manifest, ManifestOutputs, Timings, Totals};
 use crate::output::{OutputPaths, create_parent, write_atomic};
 use crate::policy::{Assembler, Selection};
-use crate::provider::{ChatProvider, ChatRequest, ChatResponse, ProviderError, ProviderErrorKind};
+use crate::provider::{
+    ChatProvider, ChatRequest, ChatResponse, ProviderError, ProviderErrorKind, Usage,
+};
 use crate::rate::{Pacing, RateLimits, Wait};
 use crate::retry::{Attempted, RetryPolicy, complete_with_retries};
 use crate::spec::{JobSpec, SpecError, Target};
 use crate::stats::{CorpusStats, corpus_stats};
 use crate::text::{char_len, splits_cleanly};
+use crate::tokens::{Encoding, TokenCounter};
 
 /// How long requests in flight may still finish after a stop was asked for.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -38,7 +42,17 @@ pub struct RunOptions {
     pub private_files: bool,
     pub retry: RetryPolicy,
     pub rate: RateLimits,
+    /// The price of the job's model, for the manifest's cost; `None` when
+    /// it is unknown.
+    pub pricing: Option<Pricing>,
+    /// Stop issuing requests before the cost would pass this many USD
+    /// (`--budget-usd`); it needs `pricing`.
+    pub budget_usd: Option<f64>,
 }
+
+/// What the manifest's `stopped` says of a job that ended before its target
+/// because of `--budget-usd`.
+pub const STOPPED_FOR_BUDGET: &str = "budget";
 
 /// What the loop reports as it goes, for progress displays. Events carry no
 /// prompt or response text, so a display can never leak it.
@@ -160,7 +174,16 @@ pub async fn run_job_until<P: ChatProvider>(
         options.private_files,
     )?;
     let mut state = State::new(spec);
-    for record in recovered.responses {
+    for mut record in recovered.responses {
+        // A journal written for another target (the target is not part of
+        // the job's identity) has no token counts: count them now.
+        if let Some(counter) = state.tokens
+            && record.tokens.is_none()
+            && record.status == ResponseStatus::Accepted
+            && let Some(text) = journal.accepted_text(record.index)?
+        {
+            record.tokens = Some(counter.count(&text));
+        }
         state.replay(record);
     }
     if let Some(dedup) = state.dedup.as_mut() {
@@ -200,9 +223,12 @@ pub async fn run_job_until<P: ChatProvider>(
     let mut next_permit: Option<tokio::time::Instant> = None;
     let mut unsynced: Vec<ResponseRecord> = Vec::new();
     let mut syncing: Option<(tokio::task::JoinHandle<io::Result<()>>, Vec<ResponseRecord>)> = None;
+    // Set once --budget-usd stopped the issuing of requests.
+    let mut over_budget = false;
     loop {
         while failure.is_none()
             && !stopping
+            && !over_budget
             && next_permit.is_none()
             && in_flight.len() < pacing.in_flight_limit()
         {
@@ -212,12 +238,38 @@ pub async fn run_job_until<P: ChatProvider>(
                 .iter()
                 .chain(syncing.iter().flat_map(|(_, batch)| batch))
                 .filter(|record| record.status == ResponseStatus::Accepted)
-                .fold((0, 0), |(n, chars), record| (n + 1, chars + record.chars));
+                .fold((0, 0), |(n, measure), record| {
+                    (n + 1, measure + state.measure(record))
+                });
             let Some((index, resample, width, fresh)) =
                 state.next_request(spec, in_flight_responses, pending, pending_chars)
             else {
                 break;
             };
+            if let Some(budget) = options.budget_usd
+                && let Some(pricing) = options.pricing
+            {
+                let pending_usage = unsynced
+                    .iter()
+                    .chain(syncing.iter().flat_map(|(_, batch)| batch))
+                    .map(|record| record.usage);
+                if state.would_pass_budget(
+                    spec,
+                    pricing,
+                    budget,
+                    pending_usage,
+                    in_flight.len() as u64 + 1,
+                ) {
+                    state.unissue(index, resample, width, fresh);
+                    // While responses are still coming, their usage may
+                    // lower the estimate; once none is, the budget is final.
+                    if in_flight.is_empty() && unsynced.is_empty() && syncing.is_none() {
+                        over_budget = true;
+                        tracing::info!(index, "--budget-usd reached: no more requests are issued");
+                    }
+                    break;
+                }
+            }
             if let Err(Wait::Until(when)) = pacing.permit(state.expected_tokens(spec) * width) {
                 state.unissue(index, resample, width, fresh);
                 next_permit = Some(when);
@@ -373,10 +425,16 @@ pub async fn run_job_until<P: ChatProvider>(
             },
         });
     }
-    let selection = state
-        .assembler
-        .selection()
-        .expect("the loop only ends without a failure once the target is met");
+    // The loop ends without a failure once the target is met, or once the
+    // budget stopped it: then the corpus is what was accepted so far.
+    let (selection, stopped) = match state.assembler.selection() {
+        Some(selection) => (selection, None),
+        None if over_budget => (
+            state.assembler.partial(),
+            Some(STOPPED_FOR_BUDGET.to_string()),
+        ),
+        None => unreachable!("the loop only ends without a failure once the target is met"),
+    };
 
     write_corpus(&mut journal, &paths, selection, &spec.separator, options)?;
     let unused_slots: Vec<u64> = journal
@@ -397,6 +455,13 @@ pub async fn run_job_until<P: ChatProvider>(
     totals.corpus_chars = selection.joined_chars;
     totals.response_chars = selection.response_chars;
     totals.target = spec.target.to_string();
+    totals.cost_usd = options
+        .pricing
+        .and_then(|pricing| pricing.cost_of(&totals, spec.per_request));
+    if let Target::Tokens { encoding, .. } = &spec.target {
+        totals.token_encoding = Some(encoding.clone());
+        totals.response_tokens = state.assembler.prefix_tokens(selection.responses);
+    }
     let (stats, stats_note) = manifest_stats(&paths, selection, &spec.separator)?;
     let manifest = Manifest {
         corpusgen_version: crate::VERSION.to_string(),
@@ -420,6 +485,10 @@ pub async fn run_job_until<P: ChatProvider>(
         variants: crate::variants::counts(
             (0..selection.responses as u64).filter_map(|slot| spec.variant(slot)),
         ),
+        prices: options
+            .pricing
+            .map(|pricing| pricing.manifest_prices(&spec.model)),
+        stopped,
     };
     write_atomic(&paths.manifest, options.private_files, |out| {
         serde_json::to_writer_pretty(&mut *out, &manifest)?;
@@ -460,6 +529,9 @@ fn manifest_stats(
     selection: Selection,
     separator: &str,
 ) -> Result<(Option<CorpusStats>, Option<String>), RunError> {
+    if selection.responses == 0 {
+        return Ok((None, Some("no responses in the corpus".to_string())));
+    }
     if selection.responses as u64 > MANIFEST_STATS_MAX_RESPONSES {
         return Ok((
             None,
@@ -587,18 +659,29 @@ struct State {
     dedup: Option<DedupIndex>,
     /// The length of the job's prompt templates, for `--tpm` estimates.
     prompt_chars: u64,
+    /// The counter of a `--target-tokens` job's encoding.
+    tokens: Option<TokenCounter>,
     totals: Totals,
     response_models: BTreeMap<String, u64>,
 }
 
 impl State {
     fn new(spec: &JobSpec) -> State {
+        let tokens = match &spec.target {
+            Target::Tokens { encoding, .. } => Some(TokenCounter::new(
+                Encoding::from_name(encoding).expect("the spec was validated"),
+            )),
+            _ => None,
+        };
+        let separator_chars = char_len(&spec.separator);
         State {
-            assembler: Assembler::new(
+            assembler: Assembler::measured(
                 spec.target.clone(),
                 spec.length_policy,
-                char_len(&spec.separator),
+                separator_chars,
+                tokens.map_or(separator_chars, |counter| counter.count(&spec.separator)),
             ),
+            tokens,
             separator: spec.separator.clone(),
             next_slot: 0,
             queue: VecDeque::new(),
@@ -656,7 +739,7 @@ impl State {
                 Target::Count { responses } => u64::from(spec.per_request)
                     .min(responses.saturating_sub(slot))
                     .max(1) as u32,
-                Target::Chars { .. } => spec.per_request,
+                Target::Chars { .. } | Target::Tokens { .. } => spec.per_request,
             };
             self.next_slot += u64::from(width);
             return Some((slot, 0, width, true));
@@ -685,6 +768,74 @@ impl State {
             (with_usage, _) => self.totals.completion_tokens / with_usage,
         };
         u32::try_from(prompt_chars / 4 + completion).unwrap_or(u32::MAX)
+    }
+
+    /// A response's length in the target's unit: its tokens for a token
+    /// target, else its chars.
+    fn measure(&self, record: &ResponseRecord) -> u64 {
+        match self.tokens {
+            Some(_) => record.tokens.unwrap_or_default(),
+            None => record.chars,
+        }
+    }
+
+    /// Whether issuing `calls` more calls (those in flight and the next)
+    /// could take the job's cost past `budget` USD: the cost so far from the
+    /// reported usage, plus each call at the mean usage of a call so far
+    /// (before any, the prompt counted with tiktoken and `--max-tokens` or a
+    /// thousand completion tokens per response). A response that reported no
+    /// usage counts as one more call at that estimate, so a provider that
+    /// never reports usage still stops at the budget.
+    fn would_pass_budget(
+        &self,
+        spec: &JobSpec,
+        pricing: Pricing,
+        budget: f64,
+        pending_usage: impl Iterator<Item = Option<Usage>>,
+        calls: u64,
+    ) -> bool {
+        let (mut with_usage, mut prompt_tokens, mut completion_tokens) = (
+            self.totals.responses_with_usage,
+            self.totals.prompt_tokens,
+            self.totals.completion_tokens,
+        );
+        let mut received = self.totals.responses_received;
+        for usage in pending_usage {
+            received += 1;
+            if let Some(usage) = usage {
+                with_usage += 1;
+                prompt_tokens += usage.prompt_tokens;
+                completion_tokens += usage.completion_tokens;
+            }
+        }
+        // With --per-request, only a call's first response carries usage.
+        let unreported = match spec.per_request {
+            0 | 1 => received - with_usage,
+            _ => 0,
+        };
+        let spent = pricing.price.cost(prompt_tokens, completion_tokens);
+        let per_request = u64::from(spec.per_request.max(1));
+        let (prompt, completion) = match with_usage {
+            0 => {
+                let counter = TokenCounter::new(Encoding::for_model(&spec.model).encoding);
+                let prompt =
+                    counter.chat_prompt_tokens(&spec.request_for(0, 0, spec.per_request).messages);
+                let completion = u64::from(spec.sampling.max_tokens.unwrap_or(1000)) * per_request;
+                (prompt as f64, completion as f64)
+            }
+            with_usage => {
+                // With --per-request, usage comes once per call.
+                let with_usage = with_usage as f64;
+                (
+                    prompt_tokens as f64 / with_usage,
+                    completion_tokens as f64 / with_usage,
+                )
+            }
+        };
+        let per_call = (prompt * pricing.price.input_per_mtok
+            + completion * pricing.price.output_per_mtok)
+            / 1_000_000.0;
+        spent + per_call * (calls + unreported) as f64 > budget
     }
 
     /// Whether a slot's response can still end up in the corpus.
@@ -722,6 +873,7 @@ impl State {
                 None => dedup.insert(slot, &response.text),
             }
         }
+        let tokens = self.tokens.map(|counter| counter.count(&response.text));
         ResponseRecord {
             twin,
             index: slot,
@@ -748,6 +900,7 @@ impl State {
             attempts: response.attempts,
             response_id: response.response_id,
             time: now(),
+            tokens,
         }
     }
 
@@ -769,7 +922,9 @@ impl State {
             (ResponseStatus::Accepted, _) if !self.accepted_slots.contains(&record.index) => {
                 self.accepted_slots.insert(record.index);
                 self.rejections.remove(&record.index);
-                self.assembler.accept(record.index, record.chars);
+                let measure = self.measure(record);
+                self.assembler
+                    .accept_measured(record.index, record.chars, measure);
                 Counted::Accepted
             }
             (ResponseStatus::Accepted, _) => Counted::Accepted,

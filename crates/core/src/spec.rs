@@ -90,6 +90,9 @@ pub enum Target {
     },
     /// An exact number of responses.
     Count { responses: u64 },
+    /// A length in tokens of the responses, counted on this side in the
+    /// named tiktoken encoding (`o200k_base`, ...), not from reported usage.
+    Tokens { tokens: u64, encoding: String },
 }
 
 /// How the length target picks the prefix of responses that forms the corpus.
@@ -138,6 +141,7 @@ impl fmt::Display for Target {
                 matched_from: Some(path),
             } => write!(f, "{chars} chars (the length of {})", path.display()),
             Target::Count { responses } => write!(f, "{responses} responses"),
+            Target::Tokens { tokens, encoding } => write!(f, "{tokens} tokens ({encoding})"),
         }
     }
 }
@@ -238,6 +242,18 @@ impl JobSpec {
                 return Err(SpecError(
                     "the target is 0 responses; pass --count with a positive number".into(),
                 ));
+            }
+            Target::Tokens { tokens: 0, .. } => {
+                return Err(SpecError(
+                    "the target is 0 tokens; pass --target-tokens with a positive number".into(),
+                ));
+            }
+            Target::Tokens { ref encoding, .. }
+                if crate::tokens::Encoding::from_name(encoding).is_none() =>
+            {
+                return Err(SpecError(format!(
+                    "the token encoding `{encoding}` is not one corpusgen counts with; use o200k_base, cl100k_base or o200k_harmony"
+                )));
             }
             _ => {}
         }

@@ -2,6 +2,7 @@
 //! cleared environment so that a developer's real key can never reach a test.
 
 mod config;
+mod cost;
 mod crash;
 mod errors;
 mod faults;

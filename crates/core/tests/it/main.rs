@@ -7,4 +7,5 @@ mod retry;
 mod run;
 mod stats;
 mod support;
+mod tokens;
 mod variants;
