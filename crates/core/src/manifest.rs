@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::batch::BatchSummary;
 use crate::journal::RejectReason;
 use crate::spec::JobSpec;
 use crate::stats::CorpusStats;
@@ -29,6 +30,9 @@ pub struct Manifest {
     pub stats_note: Option<String>,
     /// How often each value of each `--diversify` axis is in the corpus.
     pub variants: BTreeMap<String, BTreeMap<String, u64>>,
+    /// What the provider's batch engine did for a `--batch` job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchSummary>,
 }
 
 /// The most responses whose scores are computed when the manifest is written
