@@ -20,6 +20,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
+use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 
 use crate::journal::{BatchRecord, JobHeader, JournalError, JournalRecord, ResponseRecord};
@@ -294,7 +295,11 @@ pub async fn run_batch_job<A: BatchApi>(
         options,
         job_id: header.job_id.clone(),
         stop: Box::pin(stop),
+        stopped: false,
     };
+    // Polled once now, so that a signal handler behind `stop` is in place
+    // before the first request file is uploaded.
+    flow.stopped = flow.stop.as_mut().now_or_never().is_some();
     for submission in submissions
         .iter()
         .filter(|submission| !submission.collected)
@@ -536,6 +541,8 @@ struct Flow<'a, A, S> {
     options: BatchOptions,
     job_id: String,
     stop: std::pin::Pin<Box<S>>,
+    /// `stop` has completed, and must not be polled again.
+    stopped: bool,
 }
 
 impl<A: BatchApi, S: Future<Output = ()>> Flow<'_, A, S> {
@@ -625,8 +632,13 @@ impl<A: BatchApi, S: Future<Output = ()>> Flow<'_, A, S> {
             ..submission.clone()
         }))?;
         observer(&BatchEvent::Submitted {
-            batch_id: info.id,
+            batch_id: info.id.clone(),
             requests: submission.requests.len() as u64,
+        });
+        observer(&BatchEvent::Progress {
+            batch_id: info.id,
+            status: info.status,
+            counts: info.counts,
         });
         Ok(())
     }
@@ -645,7 +657,7 @@ impl<A: BatchApi, S: Future<Output = ()>> Flow<'_, A, S> {
             .clone()
             .expect("batches are created before they are followed");
         let mut interval = self.options.poll_interval;
-        let mut last: Option<(BatchStatus, RequestCounts)> = None;
+        let mut last = submission.status.map(|status| (status, submission.counts));
         let mut errors = Vec::new();
         loop {
             let info = self
@@ -680,17 +692,20 @@ impl<A: BatchApi, S: Future<Output = ()>> Flow<'_, A, S> {
             if info.status.is_terminal() {
                 break;
             }
-            tokio::select! {
-                () = tokio::time::sleep(interval) => {}
-                () = self.stop.as_mut() => {
-                    return Err(RunError::Interrupted {
-                        journaled: state.totals.responses_received,
-                        abandoned_note: format!(
-                            " (batch {batch_id} is {} and keeps running at the provider; the same command attaches to it)",
-                            info.status
-                        ),
-                    });
+            if !self.stopped {
+                tokio::select! {
+                    () = tokio::time::sleep(interval) => {}
+                    () = self.stop.as_mut() => self.stopped = true,
                 }
+            }
+            if self.stopped {
+                return Err(RunError::Interrupted {
+                    journaled: state.totals.responses_received,
+                    abandoned_note: format!(
+                        " (batch {batch_id} is {} and keeps running at the provider; the same command attaches to it)",
+                        info.status
+                    ),
+                });
             }
         }
         if submission.status == Some(BatchStatus::Failed) {
@@ -708,7 +723,7 @@ impl<A: BatchApi, S: Future<Output = ()>> Flow<'_, A, S> {
                 what: format!("batch {batch_id}"),
                 error: ProviderError::new(
                     ProviderErrorKind::BadRequest,
-                    format!("{} failed validation ({errors})", api.name()),
+                    format!("{} rejected it while validating ({errors})", api.name()),
                 ),
             });
         }

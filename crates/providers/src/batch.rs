@@ -9,7 +9,7 @@ use corpusgen_core::batch::{BatchApi, BatchInfo, BatchResult, BatchStatus, Reque
 use corpusgen_core::{ChatRequest, ProviderError, ProviderErrorKind};
 use reqwest::header::CONTENT_TYPE;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::http::{Auth, Dialect, HttpProvider, SetupError, headers, transport_error};
 use crate::wire::{HttpFailure, parse_response};
@@ -33,6 +33,15 @@ pub struct BatchClient {
     /// Azure's request lines name the global-batch deployment as `model`.
     deployment_in_line: Option<String>,
     client: reqwest::Client,
+}
+
+/// One line of a request file, its fields in the order of the providers' docs.
+#[derive(Debug, Serialize)]
+struct RequestLine<'a> {
+    custom_id: &'a str,
+    method: &'static str,
+    url: &'static str,
+    body: serde_json::Value,
 }
 
 #[derive(Debug, Deserialize)]
@@ -233,13 +242,13 @@ impl BatchApi for BatchClient {
         if let Some(deployment) = &self.deployment_in_line {
             body["model"] = serde_json::Value::String(deployment.clone());
         }
-        serde_json::json!({
-            "custom_id": custom_id,
-            "method": "POST",
-            "url": self.line_url,
-            "body": body,
+        serde_json::to_string(&RequestLine {
+            custom_id,
+            method: "POST",
+            url: self.line_url,
+            body,
         })
-        .to_string()
+        .expect("request lines always serialize")
     }
 
     async fn upload(&self, jsonl: Vec<u8>) -> Result<String, ProviderError> {
