@@ -533,3 +533,56 @@ fn errors(validator: &Validator, instance: &Value) -> Vec<String> {
         .map(|err| format!("{} at {}", err, err.instance_path()))
         .collect()
 }
+
+#[tokio::test]
+async fn a_batch_completed_but_not_collected_is_downloaded_once_more_without_duplicates() {
+    let server = BatchServer::start(Flavor::OpenAi, Vec::new(), answer_by_seed).await;
+    let folder = tempfile::tempdir().unwrap();
+    let run = generate(&server, Flavor::OpenAi, folder.path(), &["--count", "5"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    // A crash after the results were journaled but before the batch was
+    // marked collected: cut the journal back to that point.
+    let journal_path = folder.path().join("out.jsonl");
+    let journal = std::fs::read_to_string(&journal_path).unwrap();
+    let kept: Vec<&str> = journal
+        .lines()
+        .filter(|line| {
+            let record: Value = serde_json::from_str(line).unwrap();
+            record["type"] != "assembled" && record["collected"] != true
+        })
+        .collect();
+    std::fs::write(&journal_path, kept.join("\n") + "\n").unwrap();
+    std::fs::remove_file(folder.path().join("out.txt")).unwrap();
+
+    let run = generate(&server, Flavor::OpenAi, folder.path(), &["--count", "5"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr.contains("batch batch_0: attaching"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(server.creates(), 1);
+    assert_eq!(corpus(folder.path()), expected_corpus(0..5));
+    let journal = std::fs::read_to_string(&journal_path).unwrap();
+    let responses = journal
+        .lines()
+        .filter(|line| line.contains("\"type\":\"response\""))
+        .count();
+    assert_eq!(responses, 5, "no result journaled twice");
+}
+
+#[tokio::test]
+async fn hipaa_refuses_an_unattested_batch_profile_before_any_upload() {
+    let server = BatchServer::start(Flavor::Azure, Vec::new(), answer_by_seed).await;
+    let folder = tempfile::tempdir().unwrap();
+    let run = generate(
+        &server,
+        Flavor::Azure,
+        folder.path(),
+        &["--count", "2", "--hipaa"],
+    )
+    .await;
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(server.uploads().is_empty());
+    assert_eq!(server.creates(), 0);
+}
