@@ -411,7 +411,9 @@ pub fn read_batches(path: &Path) -> Result<(JobHeader, Vec<BatchRecord>), Journa
             Ok(JournalRecord::Job(job)) => header = Some(job),
             Ok(JournalRecord::Batch(batch)) => records.push(batch),
             Ok(_) => {}
-            // A torn last line is what a crash leaves; anything else is damage.
+            // This reader only looks for batch ids: a line that does not
+            // parse (a torn last line) is skipped, and the job's own resume
+            // still refuses real damage.
             Err(_) if number > 0 => {}
             Err(err) => {
                 return Err(JournalError::Corrupt {

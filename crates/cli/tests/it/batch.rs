@@ -586,3 +586,32 @@ async fn hipaa_refuses_an_unattested_batch_profile_before_any_upload() {
     assert!(server.uploads().is_empty());
     assert_eq!(server.creates(), 0);
 }
+
+#[tokio::test]
+async fn per_request_replies_fill_their_slots_in_order() {
+    /// Two explanations a reply, made from the request's seed.
+    fn answer(line: &Value) -> Value {
+        let seed = line["body"]["seed"].as_u64().unwrap();
+        assert_eq!(
+            line["body"]["response_format"]["json_schema"]["name"],
+            "explanations"
+        );
+        let reply = json!({"explanations": [text_for_seed(seed), text_for_seed(seed + 1)]});
+        completion(&reply.to_string(), &format!("chatcmpl-{seed}"))
+    }
+    let server = BatchServer::start(Flavor::OpenAi, Vec::new(), answer).await;
+    let folder = tempfile::tempdir().unwrap();
+    let run = generate(
+        &server,
+        Flavor::OpenAi,
+        folder.path(),
+        &["--count", "4", "--per-request", "2"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(requested(&server, 0), ["0-0", "2-0"]);
+    assert_eq!(
+        corpus(folder.path()),
+        [100, 101, 102, 103].map(text_for_seed).join("^^^^")
+    );
+}
