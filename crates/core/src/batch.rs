@@ -114,6 +114,13 @@ pub trait BatchApi: Send + Sync {
 
     fn get(&self, batch_id: &str) -> impl Future<Output = Result<BatchInfo, ProviderError>> + Send;
 
+    /// The most recent batch created from this request file, if any: a crash
+    /// between creating a batch and journaling its id leaves only the file id.
+    fn find(
+        &self,
+        input_file_id: &str,
+    ) -> impl Future<Output = Result<Option<BatchInfo>, ProviderError>> + Send;
+
     /// The lines of an output or error file.
     fn results(
         &self,
@@ -312,14 +319,16 @@ pub async fn run_batch_job<A: BatchApi>(
             status: submission.status,
         });
     }
+    let recovered = submissions.len();
     let mut rounds_without_progress = 0;
     loop {
         let accepted_before = state.assembler.completed();
         // Batches are created before any is waited for, so that they all run
         // at the provider at once.
-        for submission in submissions.iter_mut() {
+        for (position, submission) in submissions.iter_mut().enumerate() {
             if submission.batch_id.is_none() && !submission.collected {
-                flow.create(submission, &mut journal, observer).await?;
+                flow.create(submission, position < recovered, &mut journal, observer)
+                    .await?;
             }
         }
         for submission in submissions.iter_mut() {
@@ -618,16 +627,31 @@ impl<A: BatchApi, S: Future<Output = ()>> Flow<'_, A, S> {
     async fn create(
         &mut self,
         submission: &mut BatchRecord,
+        recovered: bool,
         journal: &mut crate::journal::Journal,
         observer: &mut dyn FnMut(&BatchEvent),
     ) -> Result<(), RunError> {
         let api = self.api;
         let input_file_id = submission.input_file_id.clone();
-        let info = self
-            .call(&format!("creating a batch from {input_file_id}"), || {
-                api.create(&input_file_id)
+        // A request file of an earlier run may already have its batch: the
+        // run may have died before the batch's id reached the journal.
+        let found = if recovered {
+            self.call(&format!("looking for the batch of {input_file_id}"), || {
+                api.find(&input_file_id)
             })
-            .await?;
+            .await?
+        } else {
+            None
+        };
+        let info = match found {
+            Some(info) => info,
+            None => {
+                self.call(&format!("creating a batch from {input_file_id}"), || {
+                    api.create(&input_file_id)
+                })
+                .await?
+            }
+        };
         update(submission, &info);
         journal.append(&JournalRecord::Batch(BatchRecord {
             requests: Vec::new(),

@@ -55,9 +55,16 @@ struct BatchObject {
     status: BatchStatus,
     #[serde(default)]
     request_counts: Option<RequestCounts>,
+    input_file_id: Option<String>,
     output_file_id: Option<String>,
     error_file_id: Option<String>,
     errors: Option<BatchErrors>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BatchList {
+    #[serde(default)]
+    data: Vec<BatchObject>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,6 +171,12 @@ impl BatchClient {
 
     fn url(&self, path: &str) -> String {
         format!("{}/{path}{}", self.base, self.query)
+    }
+
+    /// `url` with one more query parameter.
+    fn url_with(&self, path: &str, parameter: &str) -> String {
+        let separator = if self.query.is_empty() { '?' } else { '&' };
+        format!("{}{separator}{parameter}", self.url(path))
     }
 
     /// Sends a request with the dialect's credential and returns the body of
@@ -285,6 +298,23 @@ impl BatchApi for BatchClient {
         self.batch(request).await.map_err(|err| self.scrub(err))
     }
 
+    async fn find(&self, input_file_id: &str) -> Result<Option<BatchInfo>, ProviderError> {
+        let name = &self.dialect().name;
+        // The newest batches come first; a batch lost by a crash is recent.
+        let request = self.client.get(self.url_with("batches", "limit=100"));
+        let bytes = self
+            .send(request, self.dialect().timeout, true)
+            .await
+            .map_err(|err| self.scrub(err))?;
+        let list: BatchList =
+            serde_json::from_slice(&bytes).map_err(|_| malformed(name, "a list of batches"))?;
+        Ok(list
+            .data
+            .into_iter()
+            .find(|batch| batch.input_file_id.as_deref() == Some(input_file_id))
+            .map(batch_info))
+    }
+
     async fn results(&self, file_id: &str) -> Result<Vec<BatchResult>, ProviderError> {
         let name = &self.dialect().name;
         let request = self
@@ -357,7 +387,11 @@ fn line_result(
 fn parse_batch(name: &str, bytes: &[u8]) -> Result<BatchInfo, ProviderError> {
     let batch: BatchObject =
         serde_json::from_slice(bytes).map_err(|_| malformed(name, "a batch"))?;
-    Ok(BatchInfo {
+    Ok(batch_info(batch))
+}
+
+fn batch_info(batch: BatchObject) -> BatchInfo {
+    BatchInfo {
         id: batch.id,
         status: batch.status,
         counts: batch.request_counts.unwrap_or_default(),
@@ -367,7 +401,7 @@ fn parse_batch(name: &str, bytes: &[u8]) -> Result<BatchInfo, ProviderError> {
             .errors
             .map(|errors| errors.data.iter().map(describe).collect())
             .unwrap_or_default(),
-    })
+    }
 }
 
 fn describe(error: &BatchError) -> String {

@@ -212,6 +212,7 @@ impl Respond for Handler {
                 None => not_found(),
             },
             ("POST", ["batches"]) => state.create(request, self.flavor),
+            ("GET", ["batches"]) => state.list(self.flavor),
             ("GET", ["batches", id]) => state.poll(id, self.flavor),
             ("POST", ["batches", id, "cancel"]) => state.cancel(id, self.flavor),
             _ => not_found(),
@@ -270,6 +271,16 @@ impl State {
         self.render(position, flavor)
     }
 
+    /// Every batch, newest first, without advancing any.
+    fn list(&mut self, flavor: Flavor) -> ResponseTemplate {
+        let data: Vec<Value> = (0..self.batches.len())
+            .rev()
+            .map(|position| self.object(position, flavor))
+            .collect();
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"object": "list", "data": data, "has_more": false}))
+    }
+
     fn poll(&mut self, id: &str, flavor: Flavor) -> ResponseTemplate {
         let Some(position) = self.batches.iter().position(|batch| batch.id == id) else {
             return not_found();
@@ -302,8 +313,13 @@ impl State {
         }
     }
 
-    /// The batch object, after writing the result files once it has ended.
+    /// The batch object answered.
     fn render(&mut self, position: usize, flavor: Flavor) -> ResponseTemplate {
+        ResponseTemplate::new(200).set_body_json(self.object(position, flavor))
+    }
+
+    /// The batch object, after writing the result files once it has ended.
+    fn object(&mut self, position: usize, flavor: Flavor) -> Value {
         let status = self.status(position);
         let ended = matches!(status, "completed" | "expired" | "cancelled");
         if ended && self.batches[position].output_file_id.is_none() {
@@ -317,7 +333,7 @@ impl State {
                 "code": "invalid_request", "message": "the model is not a batch deployment", "line": 1
             }]})
         });
-        ResponseTemplate::new(200).set_body_json(json!({
+        json!({
             "id": batch.id,
             "object": "batch",
             "endpoint": endpoint(flavor),
@@ -330,7 +346,7 @@ impl State {
             "created_at": 1_750_000_000,
             "request_counts": {"total": total, "completed": completed, "failed": failed},
             "metadata": null
-        }))
+        })
     }
 
     fn line_count(&self, position: usize) -> usize {

@@ -615,3 +615,30 @@ async fn per_request_replies_fill_their_slots_in_order() {
         [100, 101, 102, 103].map(text_for_seed).join("^^^^")
     );
 }
+
+#[tokio::test]
+async fn a_crash_between_creating_a_batch_and_journaling_its_id_finds_the_batch_again() {
+    for flavor in [Flavor::OpenAi, Flavor::Azure] {
+        let server = BatchServer::start(flavor, Vec::new(), answer_by_seed).await;
+        let folder = tempfile::tempdir().unwrap();
+        let run = generate(&server, flavor, folder.path(), &["--count", "3"]).await;
+        assert_eq!(run.code, 0, "{run:?}");
+        // Keep the journal up to the upload of the request file: the batch
+        // exists at the provider, but its id never reached the journal.
+        let journal_path = folder.path().join("out.jsonl");
+        let journal = std::fs::read_to_string(&journal_path).unwrap();
+        let kept: Vec<&str> = journal
+            .lines()
+            .take_while(|line| !line.contains("\"batch_id\""))
+            .collect();
+        assert!(kept.last().unwrap().contains("\"type\":\"batch\""));
+        std::fs::write(&journal_path, kept.join("\n") + "\n").unwrap();
+        std::fs::remove_file(folder.path().join("out.txt")).unwrap();
+
+        let run = generate(&server, flavor, folder.path(), &["--count", "3"]).await;
+        assert_eq!(run.code, 0, "{flavor:?}: {run:?}");
+        assert_eq!(server.creates(), 1, "{flavor:?}: no second batch");
+        assert_eq!(server.uploads().len(), 1);
+        assert_eq!(corpus(folder.path()), expected_corpus(0..3));
+    }
+}
