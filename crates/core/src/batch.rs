@@ -745,12 +745,14 @@ impl<A: BatchApi, S: Future<Output = ()>> Flow<'_, A, S> {
                 true => "no reason given".to_string(),
                 false => errors.join("; "),
             };
+            let mut message = format!("{} rejected it while validating ({errors})", api.name());
+            if self.spec.hipaa {
+                // A validation message may quote a line of the request file.
+                message = redact_prompt_text(self.spec, &self.spec.request(0, 0), &message);
+            }
             return Err(RunError::Batch {
                 what: format!("batch {batch_id}"),
-                error: ProviderError::new(
-                    ProviderErrorKind::BadRequest,
-                    format!("{} rejected it while validating ({errors})", api.name()),
-                ),
+                error: ProviderError::new(ProviderErrorKind::BadRequest, message),
             });
         }
         self.collect(submission, journal, state, observer).await
