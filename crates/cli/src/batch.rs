@@ -202,11 +202,22 @@ fn describe(event: &BatchEvent) -> String {
         BatchEvent::Submitted { batch_id, requests } => {
             format!("batch {batch_id}: submitted with {requests} requests")
         }
-        BatchEvent::Attached { batch_id, status } => format!(
-            "batch {batch_id}: attaching to the batch an earlier run submitted{}",
+        BatchEvent::Attached {
+            input_file_id,
+            batch_id: Some(batch_id),
+            status,
+        } => format!(
+            "batch {batch_id}: attaching to the batch an earlier run submitted from {input_file_id}{}",
             status
                 .map(|status| format!(" (last seen {status})"))
                 .unwrap_or_default()
+        ),
+        BatchEvent::Attached {
+            input_file_id,
+            batch_id: None,
+            ..
+        } => format!(
+            "request file {input_file_id}: uploaded by an earlier run; looking for its batch before creating one"
         ),
         BatchEvent::Progress {
             batch_id,

@@ -170,9 +170,11 @@ pub enum BatchEvent {
     Resumed { accepted: u64, rejected: u64 },
     /// A request file was uploaded and its batch created.
     Submitted { batch_id: String, requests: u64 },
-    /// A batch an earlier run created is followed again.
+    /// A request file an earlier run uploaded, and its batch if one was
+    /// created, is followed again.
     Attached {
-        batch_id: String,
+        input_file_id: String,
+        batch_id: Option<String>,
         status: Option<BatchStatus>,
     },
     /// A poll showed a new status or new counts.
@@ -312,10 +314,8 @@ pub async fn run_batch_job<A: BatchApi>(
         .filter(|submission| !submission.collected)
     {
         observer(&BatchEvent::Attached {
-            batch_id: submission
-                .batch_id
-                .clone()
-                .unwrap_or_else(|| submission.input_file_id.clone()),
+            input_file_id: submission.input_file_id.clone(),
+            batch_id: submission.batch_id.clone(),
             status: submission.status,
         });
     }
