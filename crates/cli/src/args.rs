@@ -296,12 +296,12 @@ pub struct GenerateArgs {
 
     /// With --batch and a char target: the chars one response is expected to
     /// have, which sizes the first batch, until the journal holds responses.
-    #[arg(long, value_name = "N", default_value_t = corpusgen_core::batch::DEFAULT_EXPECT_CHARS)]
+    #[arg(long, value_name = "N", requires = "batch", default_value_t = corpusgen_core::batch::DEFAULT_EXPECT_CHARS)]
     pub expect_chars: u64,
 
     /// With --batch and a char target: ask for this fraction more requests
     /// than the expected length needs, so rejections rarely need a follow-up.
-    #[arg(long, value_name = "F", default_value_t = corpusgen_core::batch::DEFAULT_MARGIN)]
+    #[arg(long, value_name = "F", requires = "batch", default_value_t = corpusgen_core::batch::DEFAULT_MARGIN)]
     pub batch_margin: f64,
 
     /// The first wait between polls of a batch, in milliseconds (tests).

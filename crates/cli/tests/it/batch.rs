@@ -642,3 +642,26 @@ async fn a_crash_between_creating_a_batch_and_journaling_its_id_finds_the_batch_
         assert_eq!(corpus(folder.path()), expected_corpus(0..3));
     }
 }
+
+#[tokio::test]
+async fn batch_sizing_flags_need_batch() {
+    let folder = tempfile::tempdir().unwrap();
+    let run = corpusgen(
+        folder.path(),
+        &[
+            "generate",
+            "--topic",
+            "DPO",
+            "--count",
+            "2",
+            "--expect-chars",
+            "900",
+            "--out",
+            "o.txt",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("--batch"), "{}", run.stderr);
+}
