@@ -31,6 +31,8 @@ pub struct BatchPlan {
     pub answered: Option<usize>,
     /// Positions in the file whose requests fail with a 500 in the error file.
     pub failed_lines: Vec<usize>,
+    /// Positions in the file whose requests the model refuses with a 400.
+    pub refused_lines: Vec<usize>,
 }
 
 impl BatchPlan {
@@ -45,6 +47,7 @@ impl BatchPlan {
             statuses: statuses.to_vec(),
             answered: None,
             failed_lines: Vec::new(),
+            refused_lines: Vec::new(),
         }
     }
 
@@ -55,6 +58,11 @@ impl BatchPlan {
 
     pub fn failing_lines(mut self, lines: &[usize]) -> BatchPlan {
         self.failed_lines = lines.to_vec();
+        self
+    }
+
+    pub fn refusing_lines(mut self, lines: &[usize]) -> BatchPlan {
+        self.refused_lines = lines.to_vec();
         self
     }
 }
@@ -365,14 +373,27 @@ impl State {
         for (line_number, line) in input.lines().enumerate() {
             let line: Value = serde_json::from_str(line).expect("request lines are JSON");
             let custom_id = line["custom_id"].clone();
-            if batch.plan.failed_lines.contains(&line_number) {
+            let failure = if batch.plan.failed_lines.contains(&line_number) {
+                Some((500, error_body("the server had an error", "server_error")))
+            } else if batch.plan.refused_lines.contains(&line_number) {
+                Some((
+                    400,
+                    error_body("this model does not exist", "model_not_found"),
+                ))
+            } else {
+                None
+            };
+            if let Some((status_code, body)) = failure {
                 failed += 1;
-                errors.push_str(&json!({
-                    "id": format!("batch_req_{line_number}"),
-                    "custom_id": custom_id,
-                    "response": {"status_code": 500, "request_id": "req", "body": error_body("the server had an error", "server_error")},
-                    "error": null
-                }).to_string());
+                errors.push_str(
+                    &json!({
+                        "id": format!("batch_req_{line_number}"),
+                        "custom_id": custom_id,
+                        "response": {"status_code": status_code, "request_id": "req", "body": body},
+                        "error": null
+                    })
+                    .to_string(),
+                );
                 errors.push('\n');
             } else if line_number < answered {
                 completed += 1;

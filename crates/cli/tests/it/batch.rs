@@ -665,3 +665,32 @@ async fn batch_sizing_flags_need_batch() {
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("--batch"), "{}", run.stderr);
 }
+
+#[tokio::test]
+async fn a_refused_line_stops_the_job_with_exit_3_after_journaling_the_rest() {
+    let plans = vec![BatchPlan::completed().refusing_lines(&[1])];
+    let server = BatchServer::start(Flavor::OpenAi, plans, answer_by_seed).await;
+    let folder = tempfile::tempdir().unwrap();
+    let run = generate(&server, Flavor::OpenAi, folder.path(), &["--count", "3"]).await;
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(
+        run.stderr.contains(
+            "request 1 failed: openai rejected the request (HTTP 400: this model does not exist)"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("every response received is kept"),
+        "{}",
+        run.stderr
+    );
+    let journal = std::fs::read_to_string(folder.path().join("out.jsonl")).unwrap();
+    let accepted = journal
+        .lines()
+        .filter(|line| line.contains("\"status\":\"accepted\""))
+        .count();
+    assert_eq!(accepted, 2);
+    assert!(!folder.path().join("out.txt").exists());
+    assert_eq!(server.creates(), 1);
+}
