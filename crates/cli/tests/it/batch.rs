@@ -414,7 +414,11 @@ async fn sigint_while_polling_exits_130_and_leaves_the_batch_running() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_status_and_cancel_by_output_path_then_the_job_resubmits_the_rest() {
     for flavor in [Flavor::OpenAi, Flavor::Azure] {
-        let plans = vec![long_running().answering(2), BatchPlan::completed()];
+        // The first batch stays in progress until it is cancelled.
+        let plans = vec![
+            BatchPlan::through(&["validating", "in_progress"]).answering(2),
+            BatchPlan::completed(),
+        ];
         let server = BatchServer::start(flavor, plans, answer_by_seed).await;
         let folder = tempfile::tempdir().unwrap();
         let args = args(flavor, &server.base_url(), &["--count", "5"]);
