@@ -56,6 +56,33 @@ pub enum Command {
     /// List the provider profiles, built-in and configured: kind, endpoint,
     /// the variable for the key and whether it is set, HIPAA eligibility.
     Providers(ProvidersArgs),
+    /// Inspect or cancel the batches of a `generate --batch` job, found by
+    /// the job's output file.
+    Batch(BatchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    #[command(subcommand)]
+    pub action: BatchAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BatchAction {
+    /// Print each batch of the job with its status and request counts, as
+    /// the provider reports them now.
+    Status {
+        /// The job's --out file; its journal holds the batch ids.
+        #[arg(value_name = "OUT")]
+        out: PathBuf,
+    },
+    /// Cancel the job's batches that are still running. Finished work is
+    /// kept by the provider; running `generate` again collects it.
+    Cancel {
+        /// The job's --out file; its journal holds the batch ids.
+        #[arg(value_name = "OUT")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -270,7 +297,12 @@ pub struct GenerateArgs {
     /// model's price, plus an estimate for the requests in flight) would pass
     /// X USD. What was accepted is written, and the exit code is 5 if the
     /// target was not met.
-    #[arg(long, value_name = "X", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "X",
+        allow_negative_numbers = true,
+        conflicts_with = "batch"
+    )]
     pub budget_usd: Option<f64>,
 
     /// Resolve everything and print the plan (profile, endpoint, HIPAA check,
@@ -278,6 +310,34 @@ pub struct GenerateArgs {
     /// no file.
     #[arg(long)]
     pub dry_run: bool,
+    /// Run the job through the provider's batch engine (the OpenAI Batch API,
+    /// Azure OpenAI global batch: half the price, answers within 24 hours)
+    /// with an openai or azure profile. Running the same command again after
+    /// a crash or Ctrl-C attaches to the batches already submitted.
+    #[arg(long)]
+    pub batch: bool,
+
+    /// With --batch and a char target: the chars one response is expected to
+    /// have, which sizes the first batch, until the journal holds responses.
+    #[arg(long, value_name = "N", requires = "batch", default_value_t = corpusgen_core::batch::DEFAULT_EXPECT_CHARS)]
+    pub expect_chars: u64,
+
+    /// With --batch and a char target: ask for this fraction more requests
+    /// than the expected length needs, so rejections rarely need a follow-up.
+    #[arg(long, value_name = "F", requires = "batch", default_value_t = corpusgen_core::batch::DEFAULT_MARGIN)]
+    pub batch_margin: f64,
+
+    /// The first wait between polls of a batch, in milliseconds (tests).
+    #[arg(long, hide = true, default_value_t = 10_000)]
+    pub batch_poll_ms: u64,
+
+    /// The most requests one batch holds (tests; the providers' limit is the default).
+    #[arg(long, hide = true, default_value_t = corpusgen_core::batch::MAX_BATCH_REQUESTS)]
+    pub batch_max_requests: usize,
+
+    /// The most bytes one request file holds (tests; the providers' limit is the default).
+    #[arg(long, hide = true, default_value_t = corpusgen_core::batch::MAX_BATCH_BYTES)]
+    pub batch_max_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -65,7 +65,12 @@ impl CliError {
         let kind = match &err {
             RunError::Spec(_) | RunError::Journal(_) => ExitKind::BadInput,
             RunError::Output { .. } => ExitKind::Internal,
-            RunError::Provider { error, .. } if error.kind.is_refusal() => ExitKind::Refused,
+            RunError::Provider { error, .. } | RunError::Batch { error, .. }
+                if error.kind.is_refusal() =>
+            {
+                ExitKind::Refused
+            }
+            RunError::Batch { .. } => ExitKind::GaveUp,
             RunError::Provider { .. } | RunError::Resamples { .. } => ExitKind::GaveUp,
             RunError::Interrupted { .. } => ExitKind::Interrupted,
         };
@@ -75,7 +80,10 @@ impl CliError {
         }
         let received = matches!(
             err,
-            RunError::Provider { .. } | RunError::Resamples { .. } | RunError::Output { .. }
+            RunError::Provider { .. }
+                | RunError::Resamples { .. }
+                | RunError::Output { .. }
+                | RunError::Batch { .. }
         );
         let mut cli_error = CliError::new(kind, err);
         if received {

@@ -269,6 +269,9 @@ pub async fn execute(
     env: &Environment,
     quiet: bool,
 ) -> Result<RunReport, CliError> {
+    if args.batch {
+        return crate::batch::execute(args, config, env, quiet).await;
+    }
     let resolved = resolve(args, config, env)?;
     run(resolved, args.fresh, quiet).await
 }
@@ -407,7 +410,7 @@ pub async fn run(resolved: Resolved, fresh: bool, quiet: bool) -> Result<RunRepo
     })
 }
 
-fn check_base_url(url: &str) -> Result<(), CliError> {
+pub(crate) fn check_base_url(url: &str) -> Result<(), CliError> {
     let is_http = url.starts_with("http://") || url.starts_with("https://");
     if !is_http || url.len() <= "https://".len() {
         return Err(CliError::bad_input(format!(

@@ -2,6 +2,7 @@
 //! failure to one message on stderr and an exit code.
 
 mod args;
+mod batch;
 mod config;
 mod env_vars;
 mod exit;
@@ -88,6 +89,11 @@ fn run(cli: Cli, env: &Environment) -> Result<(), CliError> {
                 &mut std::io::stdout(),
             );
             Ok(())
+        }
+        Command::Batch(args) => {
+            let config = Config::load(cli.config.as_deref(), env)?;
+            let runtime = generate::runtime()?;
+            runtime.block_on(batch::manage(&args, &config, env))
         }
         Command::Providers(args) => {
             let config = Config::load(cli.config.as_deref(), env)?;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::batch::{BatchStatus, RequestCounts};
 use crate::provider::Usage;
 
 /// One line of the journal.
@@ -25,6 +26,10 @@ pub enum JournalRecord {
     /// Appended when a corpus is written: which slots it used. Slots completed
     /// beyond them were paid for and stay in the journal, marked unused here.
     Assembled(AssembledRecord),
+    /// A batch of `--batch`: written when its input file is uploaded, again
+    /// when the batch is created, at each status change, and once its results
+    /// are journaled. The latest record of an input file says where it is.
+    Batch(BatchRecord),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,6 +129,32 @@ pub struct AssembledRecord {
     pub time: String,
 }
 
+/// One state of one submitted batch. Records of the same `input_file_id`
+/// follow each other; only the first lists the requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchRecord {
+    /// The uploaded request file: it exists before the batch does.
+    pub input_file_id: String,
+    /// The batch, once created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<String>,
+    /// The requests of the file, as `[slot, resample, explanations]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requests: Vec<[u64; 3]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<BatchStatus>,
+    #[serde(default)]
+    pub counts: RequestCounts,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_file_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_file_id: Option<String>,
+    /// Every result of the batch is in the journal: it needs nothing more.
+    #[serde(default)]
+    pub collected: bool,
+    pub time: String,
+}
+
 /// A journal that cannot be used, with the sentence that says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -168,6 +199,8 @@ pub struct Recovered {
     pub responses: Vec<ResponseRecord>,
     /// Bytes of a torn last line that were cut off.
     pub truncated_bytes: u64,
+    /// The batch records (`--batch`), in journal order.
+    pub batches: Vec<BatchRecord>,
 }
 
 impl Journal {
@@ -223,6 +256,7 @@ impl Journal {
             Recovered {
                 responses: recovered.responses,
                 truncated_bytes: recovered.truncated_bytes,
+                batches: recovered.batches,
             },
         ))
     }
@@ -314,6 +348,7 @@ struct ReadBack {
     responses: Vec<ResponseRecord>,
     accepted: BTreeMap<u64, (u64, u64)>,
     truncated_bytes: u64,
+    batches: Vec<BatchRecord>,
 }
 
 /// Reads every complete record of an existing journal. A last line that is
@@ -335,6 +370,7 @@ fn read_existing(
         responses: Vec::new(),
         accepted: BTreeMap::new(),
         truncated_bytes: 0,
+        batches: Vec::new(),
     };
     let mut job_id = None;
     let mut offset = 0u64;
@@ -392,6 +428,7 @@ fn read_existing(
                 back.responses.push(response);
             }
             JournalRecord::Assembled(_) => {}
+            JournalRecord::Batch(batch) => back.batches.push(batch),
         }
         offset += read;
     }

@@ -5,6 +5,7 @@
 //! format. It reads and writes only the files it is handed paths for (the
 //! journal, the corpus, the manifest and a `--match-length` file).
 
+pub mod batch;
 pub mod cost;
 pub mod dedup;
 pub mod journal;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::batch::BatchSummary;
 use crate::cost::ManifestPrices;
 use crate::journal::RejectReason;
 use crate::spec::JobSpec;
@@ -36,6 +37,9 @@ pub struct Manifest {
     /// Why the job stopped before its target: `budget` when `--budget-usd`
     /// would have been passed. Null when the target was met.
     pub stopped: Option<String>,
+    /// What the provider's batch engine did for a `--batch` job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchSummary>,
 }
 
 /// The most responses whose scores are computed when the manifest is written

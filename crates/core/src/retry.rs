@@ -68,7 +68,12 @@ impl RetryPolicy {
     /// The wait before the next attempt: the provider's `Retry-After` when it
     /// sent one, else the exponential backoff with jitter (`None` when the
     /// provider asks for longer than this policy waits).
-    fn wait(&self, error: &ProviderError, backoff: Duration, jitter: f64) -> Option<Duration> {
+    pub(crate) fn wait(
+        &self,
+        error: &ProviderError,
+        backoff: Duration,
+        jitter: f64,
+    ) -> Option<Duration> {
         match error.retry_after {
             Some(asked) if asked > self.max_retry_after => None,
             Some(asked) => Some(asked),

@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
+use crate::batch::BatchSummary;
 use crate::cost::Pricing;
 use crate::dedup::DedupIndex;
 use crate::journal::{
-    AssembledRecord, JobHeader, Journal, JournalError, JournalRecord, RejectReason, RequestParams,
-    ResponseRecord, ResponseStatus,
+    AssembledRecord, BatchRecord, JobHeader, Journal, JournalError, JournalRecord, RejectReason,
+    RequestParams, ResponseRecord, ResponseStatus,
 };
 use crate::manifest::{MANIFEST_STATS_MAX_RESPONSES, Manifest, ManifestOutputs, Timings, Totals};
 use crate::output::{OutputPaths, create_parent, write_atomic};
@@ -120,6 +121,10 @@ pub enum RunError {
         reason: RejectReason,
         hint: &'static str,
     },
+    /// A call to the provider's batch engine failed (`--batch`), or a batch
+    /// failed as a whole.
+    #[error("{what} failed: {error}")]
+    Batch { what: String, error: ProviderError },
 }
 
 /// Runs one job to its end: a corpus, a journal and a manifest. It needs a
@@ -143,67 +148,21 @@ pub async fn run_job_until<P: ChatProvider>(
     observer: &mut dyn FnMut(&Event),
     stop: impl Future<Output = ()>,
 ) -> Result<RunReport, RunError> {
-    spec.validate()?;
-    let started_at = Instant::now();
-    let started = now();
-    let paths = OutputPaths::for_corpus(&spec.out);
-    if paths.collides() {
-        return Err(SpecError(format!(
-            "the output {} would be overwritten by its own journal or manifest; give --out another extension, such as .txt",
-            paths.corpus.display()
-        ))
-        .into());
-    }
-    create_parent(&paths.corpus).map_err(|err| {
-        SpecError(format!(
-            "cannot create the output folder of {}: {err}; pass an --out in a folder you can write",
-            paths.corpus.display()
-        ))
-    })?;
-
-    let header = JobHeader {
-        job_id: spec.job_id(),
-        corpusgen_version: crate::VERSION.to_string(),
-        created: started.clone(),
-        spec: serde_json::to_value(spec).expect("the job spec always serializes"),
-    };
-    let (mut journal, recovered) = Journal::open(
-        &paths.journal,
-        &header,
-        options.fresh,
-        options.private_files,
-    )?;
-    let mut state = State::new(spec);
-    for mut record in recovered.responses {
-        // A journal written for another target (the target is not part of
-        // the job's identity) has no token counts: count them now.
-        if let Some(counter) = state.tokens
-            && record.tokens.is_none()
-            && record.status == ResponseStatus::Accepted
-            && let Some(text) = journal.accepted_text(record.index)?
-        {
-            record.tokens = Some(counter.count(&text));
-        }
-        state.replay(record);
-    }
-    if let Some(dedup) = state.dedup.as_mut() {
-        // The journal's texts were not kept in memory: read back the
-        // accepted ones to compare new responses with.
-        let slots: Vec<u64> = journal.accepted_slots().collect();
-        for slot in slots {
-            if let Some(text) = journal.accepted_text(slot)? {
-                dedup.insert(slot, &text);
-            }
-        }
-    }
-    state.queue_missing_slots();
+    let Opened {
+        paths,
+        header,
+        mut journal,
+        mut state,
+        started,
+        started_at,
+        batches: _,
+    } = open_job(spec, options)?;
     if state.totals.responses_received > 0 {
         observer(&Event::Resumed {
             accepted: state.assembler.completed(),
             rejected: state.totals.rejected.values().sum(),
         });
     }
-    state.totals.resumed_responses = state.totals.responses_received;
 
     // Declared before the requests in flight, which borrow it.
     let pacing = Pacing::new(options.rate, spec.concurrency);
@@ -435,7 +394,139 @@ pub async fn run_job_until<P: ChatProvider>(
         ),
         None => unreachable!("the loop only ends without a failure once the target is met"),
     };
+    state.totals.cooldowns = pacing.cooldowns();
+    finish_job(
+        spec,
+        Finishing {
+            paths,
+            job_id: header.job_id,
+            journal,
+            state,
+            selection,
+            started,
+            started_at,
+            batch: None,
+            stopped,
+        },
+        options,
+    )
+}
 
+/// A job whose journal is open and read back: where its files go, and what
+/// the earlier runs of the same job received.
+pub(crate) struct Opened {
+    pub(crate) paths: OutputPaths,
+    pub(crate) header: JobHeader,
+    pub(crate) journal: Journal,
+    pub(crate) state: State,
+    pub(crate) started: String,
+    pub(crate) started_at: Instant,
+    /// The batches earlier runs submitted (`--batch`), in journal order.
+    pub(crate) batches: Vec<BatchRecord>,
+}
+
+/// Validates the job, opens (or resumes) its journal and counts what the
+/// journal already holds, for the online loop and the batch flow alike.
+pub(crate) fn open_job(spec: &JobSpec, options: RunOptions) -> Result<Opened, RunError> {
+    spec.validate()?;
+    let started_at = Instant::now();
+    let started = now();
+    let paths = OutputPaths::for_corpus(&spec.out);
+    if paths.collides() {
+        return Err(SpecError(format!(
+            "the output {} would be overwritten by its own journal or manifest; give --out another extension, such as .txt",
+            paths.corpus.display()
+        ))
+        .into());
+    }
+    create_parent(&paths.corpus).map_err(|err| {
+        SpecError(format!(
+            "cannot create the output folder of {}: {err}; pass an --out in a folder you can write",
+            paths.corpus.display()
+        ))
+    })?;
+
+    let header = JobHeader {
+        job_id: spec.job_id(),
+        corpusgen_version: crate::VERSION.to_string(),
+        created: started.clone(),
+        spec: serde_json::to_value(spec).expect("the job spec always serializes"),
+    };
+    let (mut journal, recovered) = Journal::open(
+        &paths.journal,
+        &header,
+        options.fresh,
+        options.private_files,
+    )?;
+    let mut state = State::new(spec);
+    for mut record in recovered.responses {
+        // A journal written for another target (the target is not part of
+        // the job's identity) has no token counts: count them now.
+        if let Some(counter) = state.tokens
+            && record.tokens.is_none()
+            && record.status == ResponseStatus::Accepted
+            && let Some(text) = journal.accepted_text(record.index)?
+        {
+            record.tokens = Some(counter.count(&text));
+        }
+        state.replay(record);
+    }
+    if let Some(dedup) = state.dedup.as_mut() {
+        // The journal's texts were not kept in memory: read back the
+        // accepted ones to compare new responses with.
+        let slots: Vec<u64> = journal.accepted_slots().collect();
+        for slot in slots {
+            if let Some(text) = journal.accepted_text(slot)? {
+                dedup.insert(slot, &text);
+            }
+        }
+    }
+    state.queue_missing_slots();
+    state.totals.resumed_responses = state.totals.responses_received;
+    Ok(Opened {
+        paths,
+        header,
+        journal,
+        state,
+        started,
+        started_at,
+        batches: recovered.batches,
+    })
+}
+
+/// A job whose target is met, ready for its corpus and manifest.
+pub(crate) struct Finishing {
+    pub(crate) paths: OutputPaths,
+    pub(crate) job_id: String,
+    pub(crate) journal: Journal,
+    pub(crate) state: State,
+    pub(crate) selection: Selection,
+    pub(crate) started: String,
+    pub(crate) started_at: Instant,
+    /// What the batches of a `--batch` job did, for the manifest.
+    pub(crate) batch: Option<BatchSummary>,
+    /// Why the job ended before its target, if it did (`STOPPED_FOR_BUDGET`).
+    pub(crate) stopped: Option<String>,
+}
+
+/// Writes the corpus from the journal, marks the unused slots, and writes
+/// the manifest.
+pub(crate) fn finish_job(
+    spec: &JobSpec,
+    finishing: Finishing,
+    options: RunOptions,
+) -> Result<RunReport, RunError> {
+    let Finishing {
+        paths,
+        job_id,
+        mut journal,
+        state,
+        selection,
+        started,
+        started_at,
+        batch,
+        stopped,
+    } = finishing;
     write_corpus(&mut journal, &paths, selection, &spec.separator, options)?;
     let unused_slots: Vec<u64> = journal
         .accepted_slots()
@@ -449,15 +540,17 @@ pub async fn run_job_until<P: ChatProvider>(
     }))?;
 
     let mut totals = state.totals;
-    totals.cooldowns = pacing.cooldowns();
     totals.responses_used = selection.responses as u64;
     totals.responses_unused = unused_slots.len() as u64;
     totals.corpus_chars = selection.joined_chars;
     totals.response_chars = selection.response_chars;
     totals.target = spec.target.to_string();
+    // Batch engines bill at a discount: the manifest's cost is what was paid.
+    let discount = batch.as_ref().map_or(1.0, |batch| batch.batch_discount);
     totals.cost_usd = options
         .pricing
-        .and_then(|pricing| pricing.cost_of(&totals, spec.per_request));
+        .and_then(|pricing| pricing.cost_of(&totals, spec.per_request))
+        .map(|cost| cost * discount);
     if let Target::Tokens { encoding, .. } = &spec.target {
         totals.token_encoding = Some(encoding.clone());
         totals.response_tokens = state.assembler.prefix_tokens(selection.responses);
@@ -465,7 +558,7 @@ pub async fn run_job_until<P: ChatProvider>(
     let (stats, stats_note) = manifest_stats(&paths, selection, &spec.separator)?;
     let manifest = Manifest {
         corpusgen_version: crate::VERSION.to_string(),
-        job_id: header.job_id,
+        job_id,
         job: spec.clone(),
         user_prompt: spec.user_prompt(),
         outputs: ManifestOutputs {
@@ -489,6 +582,7 @@ pub async fn run_job_until<P: ChatProvider>(
             .pricing
             .map(|pricing| pricing.manifest_prices(&spec.model)),
         stopped,
+        batch,
     };
     write_atomic(&paths.manifest, options.private_files, |out| {
         serde_json::to_writer_pretty(&mut *out, &manifest)?;
@@ -507,7 +601,7 @@ pub async fn run_job_until<P: ChatProvider>(
 
 /// Under --hipaa, a provider's error message must not carry prompt text to a
 /// log or the terminal, even if a server or proxy echoes the request back.
-fn redact_prompt_text(spec: &JobSpec, request: &ChatRequest, message: &str) -> String {
+pub(crate) fn redact_prompt_text(spec: &JobSpec, request: &ChatRequest, message: &str) -> String {
     let mut redacted = message.to_string();
     let texts = request
         .messages
@@ -552,7 +646,7 @@ fn manifest_stats(
 
 /// Counts a journaled, synced response: towards the corpus when accepted, or
 /// as a rejection whose slot is asked again, within the resample bound.
-fn commit(
+pub(crate) fn commit(
     spec: &JobSpec,
     state: &mut State,
     record: &ResponseRecord,
@@ -631,42 +725,42 @@ fn write_corpus(
 }
 
 /// One response of a reply, for the slot it fills.
-struct Element {
-    slot: u64,
-    response: ChatResponse,
+pub(crate) struct Element {
+    pub(crate) slot: u64,
+    pub(crate) response: ChatResponse,
     /// A rejection decided before the usual checks (a malformed reply).
-    forced: Option<RejectReason>,
+    pub(crate) forced: Option<RejectReason>,
 }
 
-enum Counted {
+pub(crate) enum Counted {
     Accepted,
     Rejected(RejectReason),
 }
 
 /// The loop's bookkeeping: what is accepted, what must be asked again.
-struct State {
-    assembler: Assembler,
-    separator: String,
+pub(crate) struct State {
+    pub(crate) assembler: Assembler,
+    pub(crate) separator: String,
     /// Slots issued so far; every slot below it has been requested at least once.
-    next_slot: u64,
+    pub(crate) next_slot: u64,
     /// Slots without an accepted response that must be asked (again), with
     /// their resample number, lowest slot first.
-    queue: VecDeque<(u64, u32)>,
-    accepted_slots: BTreeSet<u64>,
+    pub(crate) queue: VecDeque<(u64, u32)>,
+    pub(crate) accepted_slots: BTreeSet<u64>,
     /// Rejections so far per slot that has no accepted response yet.
-    rejections: BTreeMap<u64, u32>,
+    pub(crate) rejections: BTreeMap<u64, u32>,
     /// Signatures of the accepted responses, with `--dedup`.
-    dedup: Option<DedupIndex>,
+    pub(crate) dedup: Option<DedupIndex>,
     /// The length of the job's prompt templates, for `--tpm` estimates.
-    prompt_chars: u64,
+    pub(crate) prompt_chars: u64,
     /// The counter of a `--target-tokens` job's encoding.
-    tokens: Option<TokenCounter>,
-    totals: Totals,
-    response_models: BTreeMap<String, u64>,
+    pub(crate) tokens: Option<TokenCounter>,
+    pub(crate) totals: Totals,
+    pub(crate) response_models: BTreeMap<String, u64>,
 }
 
 impl State {
-    fn new(spec: &JobSpec) -> State {
+    pub(crate) fn new(spec: &JobSpec) -> State {
         let tokens = match &spec.target {
             Target::Tokens { encoding, .. } => Some(TokenCounter::new(
                 Encoding::from_name(encoding).expect("the spec was validated"),
@@ -839,7 +933,7 @@ impl State {
     }
 
     /// Whether a slot's response can still end up in the corpus.
-    fn still_needs(&self, slot: u64) -> bool {
+    pub(crate) fn still_needs(&self, slot: u64) -> bool {
         match self.assembler.selection() {
             Some(selection) => slot < selection.responses as u64,
             None => true,
@@ -847,7 +941,7 @@ impl State {
     }
 
     /// Classifies a response and turns it into its journal record.
-    fn record(
+    pub(crate) fn record(
         &mut self,
         spec: &JobSpec,
         provider: &str,
@@ -944,7 +1038,10 @@ impl State {
 /// `--per-request` reply holds one per element; one that is not the JSON asked
 /// for is kept as one rejected record and leaves its other slots to be asked
 /// again alone, as do slots beyond its last element.
-fn split_reply(request: &ChatRequest, response: ChatResponse) -> (Vec<Element>, Vec<u64>) {
+pub(crate) fn split_reply(
+    request: &ChatRequest,
+    response: ChatResponse,
+) -> (Vec<Element>, Vec<u64>) {
     let width = u64::from(request.explanations);
     if width <= 1 {
         let whole = Element {
@@ -1013,7 +1110,7 @@ fn reject_reason(response: &ChatResponse, separator: &str) -> Option<RejectReaso
     }
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .expect("the current time always formats")

@@ -324,7 +324,7 @@ impl ChatProvider for HttpProvider {
 
 /// The headers every request of a dialect carries, the credential marked
 /// sensitive so that no debug output of the request can show it.
-fn headers(dialect: &Dialect) -> Result<HeaderMap, SetupError> {
+pub(crate) fn headers(dialect: &Dialect) -> Result<HeaderMap, SetupError> {
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     let (header_name, header_text) = match &dialect.auth {
@@ -346,7 +346,7 @@ fn headers(dialect: &Dialect) -> Result<HeaderMap, SetupError> {
 }
 
 /// A failure before a complete HTTP response arrived.
-fn transport_error(provider: &str, err: &reqwest::Error) -> ProviderError {
+pub(crate) fn transport_error(provider: &str, err: &reqwest::Error) -> ProviderError {
     // reqwest's messages name the URL but never headers, so they carry no key.
     let detail = std::error::Error::source(err)
         .map(|source| source.to_string())

@@ -6,6 +6,7 @@
 //! format and speaks HTTP. It reads no flags, environment variables or config
 //! files: the command line resolves those and hands in a `Dialect`.
 
+pub mod batch;
 pub mod http;
 pub mod replay;
 mod stream;
@@ -13,6 +14,7 @@ mod wire;
 
 use corpusgen_core::{ChatProvider, ChatRequest, ChatResponse, ProviderError};
 
+pub use batch::BatchClient;
 pub use http::{
     AZURE_DEFAULT_API_VERSION, Auth, DEFAULT_TIMEOUT, Dialect, HttpProvider,
     LOCAL_DEFAULT_BASE_URL, MaxTokensField, OPENAI_DEFAULT_BASE_URL, SetupError,

@@ -2,6 +2,8 @@
 //! OpenAI-compatible wiremock server that answers from a list of response
 //! bodies, the repo's fixtures, and deterministic texts of a given length.
 
+pub mod batch;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -1,6 +1,7 @@
 //! Integration tests of the `corpusgen` binary, run as a child process with a
 //! cleared environment so that a developer's real key can never reach a test.
 
+mod batch;
 mod config;
 mod cost;
 mod crash;

@@ -1,6 +1,7 @@
 //! Integration tests of corpusgen-providers: one binary, a module per area.
 
 mod azure;
+mod batch;
 mod conformance;
 mod local;
 mod openai;
