@@ -17,15 +17,13 @@ use crate::exit::{CliError, ExitKind};
 use crate::generate;
 use crate::profiles::{self, Credential, Kind, Profile, ProfileFlags};
 
-/// Runs one `generate --batch` job, printing each batch's progress on stderr
-/// unless `quiet`. Ctrl-C or SIGTERM while it waits leaves the batches running
-/// at the provider and exits 130; the same command attaches to them again.
-pub async fn execute(
+/// The checks of a `--batch` job beyond those of an online one, shared with
+/// `--dry-run`: a profile with a batch engine, and sizing flags that make sense.
+pub fn preflight(
     args: &GenerateArgs,
     config: &Config,
     env: &Environment,
-    quiet: bool,
-) -> Result<RunReport, CliError> {
+) -> Result<Profile, CliError> {
     let profile = profiles::resolve(
         &ProfileFlags {
             provider: args.provider.as_deref(),
@@ -54,6 +52,19 @@ pub async fn execute(
             "--expect-chars 0 cannot size a batch; pass the chars one response is expected to have",
         ));
     }
+    Ok(profile)
+}
+
+/// Runs one `generate --batch` job, printing each batch's progress on stderr
+/// unless `quiet`. Ctrl-C or SIGTERM while it waits leaves the batches running
+/// at the provider and exits 130; the same command attaches to them again.
+pub async fn execute(
+    args: &GenerateArgs,
+    config: &Config,
+    env: &Environment,
+    quiet: bool,
+) -> Result<RunReport, CliError> {
+    let profile = preflight(args, config, env)?;
     // The same resolution as an online job: spec, key and the HIPAA policy.
     let resolved = generate::resolve(args, config, env)?;
     let client = client(&profile, Duration::from_secs_f64(args.timeout))?;

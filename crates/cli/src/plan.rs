@@ -52,6 +52,8 @@ pub struct Plan {
     pub pricing: Option<Pricing>,
     pub cost_usd: Option<f64>,
     pub budget_usd: Option<f64>,
+    /// With `--batch`: the margin of extra requests the first batch asks for.
+    pub batch_margin: Option<f64>,
 }
 
 /// The expected length of one response, and where it comes from.
@@ -129,6 +131,30 @@ pub fn plan(resolved: &Resolved) -> Plan {
         pricing,
         cost_usd: pricing.map(|pricing| pricing.price.cost(prompt_tokens, completion_tokens)),
         budget_usd: resolved.budget_usd,
+        batch_margin: None,
+    }
+}
+
+impl Plan {
+    /// The plan of the same job sent through the provider's batch engine:
+    /// the first batch asks for the margin more requests (exactly the count
+    /// for a `--count` target), and the engine bills at the batch discount.
+    pub fn through_batch(mut self, margin: f64, count_target: bool) -> Plan {
+        if !count_target && self.requests > 0 {
+            let with_margin = (self.requests as f64 * (1.0 + margin)).ceil() as u64;
+            let factor = with_margin as f64 / self.requests as f64;
+            self.prompt_tokens = (self.prompt_tokens as f64 * factor).round() as u64;
+            self.completion_tokens = (self.completion_tokens as f64 * factor).round() as u64;
+            self.requests = with_margin;
+        }
+        self.cost_usd = self.pricing.map(|pricing| {
+            pricing
+                .price
+                .cost(self.prompt_tokens, self.completion_tokens)
+                * corpusgen_core::batch::BATCH_DISCOUNT
+        });
+        self.batch_margin = Some(margin);
+        self
     }
 }
 
@@ -263,11 +289,20 @@ impl fmt::Display for Plan {
                 self.journaled
             )?;
         }
-        writeln!(
-            f,
-            "requests:    about {} for {} responses, before any is rejected",
-            self.requests, self.responses
-        )?;
+        match self.batch_margin {
+            Some(margin) => writeln!(
+                f,
+                "requests:    about {} in the first batch for {} responses ({:.0}% margin for rejections)",
+                self.requests,
+                self.responses,
+                margin * 100.0
+            )?,
+            None => writeln!(
+                f,
+                "requests:    about {} for {} responses, before any is rejected",
+                self.requests, self.responses
+            )?,
+        }
         writeln!(
             f,
             "prompt:      {} tokens a request ({}{}, {} per message and {} for the reply included), {} in all",
@@ -290,7 +325,14 @@ impl fmt::Display for Plan {
                     "price:       {:.2} / {:.2} USD per million input / output tokens ({})",
                     pricing.price.input_per_mtok, pricing.price.output_per_mtok, pricing.source
                 )?;
-                writeln!(f, "cost:        about {cost:.4} USD")?;
+                match self.batch_margin {
+                    Some(_) => writeln!(
+                        f,
+                        "cost:        about {cost:.4} USD at the batch price ({:.0}% of the price above)",
+                        corpusgen_core::batch::BATCH_DISCOUNT * 100.0
+                    )?,
+                    None => writeln!(f, "cost:        about {cost:.4} USD")?,
+                }
             }
             _ => {
                 writeln!(

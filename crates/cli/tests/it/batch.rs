@@ -122,6 +122,16 @@ async fn happy_path(flavor: Flavor) {
     assert_eq!(batch["batch_discount"], 0.5);
     // The fixture's usage, 340 tokens a response, is what batch prices apply to.
     assert_eq!(manifest["totals"]["total_tokens"], 5 * 340);
+    // 40 prompt and 300 completion tokens a response at gpt-4.1's 2 and 8 USD
+    // per million, at half the price (an Azure deployment has no price).
+    let cost = manifest["totals"]["cost_usd"].as_f64();
+    if flavor == Flavor::OpenAi {
+        let expected = 5.0 * (40.0 * 2.0 + 300.0 * 8.0) / 1e6 * 0.5;
+        assert!(
+            cost.is_some_and(|cost| (cost - expected).abs() < 1e-12),
+            "{cost:?}"
+        );
+    }
 
     let lines = server.request_lines(0);
     let validate = request_validator(flavor);

@@ -8,7 +8,7 @@ use corpusgen_core::tokens::{Encoding, TokenCounter};
 use corpusgen_testkit::{Sequence, completions_of_lengths, text_of_chars};
 use serde_json::Value;
 
-use crate::support::{FAKE_KEY, corpusgen, openai_mock, seed_args};
+use crate::support::{FAKE_KEY, corpusgen, openai_mock, seed_args, workspace_fixtures};
 
 /// What one mocked call costs at gpt-4.1's built-in price: the testkit's
 /// bodies report 40 prompt and 300 completion tokens, at 2 and 8 USD per
@@ -54,6 +54,76 @@ async fn a_dry_run_sends_nothing_writes_nothing_and_prints_the_plan() {
     insta::with_settings!({filters => vec![(r"http://127\.0\.0\.1:\d+", "http://127.0.0.1:[port]")]}, {
         insta::assert_snapshot!("dry_run_plan", run.stdout);
     });
+}
+
+#[tokio::test]
+async fn a_batch_dry_run_sizes_the_first_batch_and_prices_it_at_the_discount() {
+    let server = openai_mock(Sequence::of_bodies(Vec::new()), 0).await;
+    let folder = tempfile::tempdir().unwrap();
+    let base_url = format!("{}/v1", server.uri());
+    let plan_of = |extra: &'static [&'static str]| {
+        let mut args = vec!["--base-url", &base_url, "--target-chars", "9164"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--dry-run", "--out", "data/gpt41.txt"]);
+        seed_args(&args)
+    };
+    let online = corpusgen(folder.path(), &plan_of(&[]), &key()).await;
+    let batch = corpusgen(
+        folder.path(),
+        &plan_of(&["--batch", "--batch-margin", "0.5"]),
+        &key(),
+    )
+    .await;
+    assert_eq!((online.code, batch.code), (0, 0), "{online:?} {batch:?}");
+    assert_eq!(fs::read_dir(folder.path()).unwrap().count(), 0);
+    let line = |stdout: &str, key: &str| -> String {
+        stdout
+            .lines()
+            .find(|line| line.starts_with(key))
+            .unwrap_or_else(|| panic!("no `{key}` line in {stdout}"))
+            .to_string()
+    };
+    // 6 requests online; the first batch asks for 50% more, rounded up.
+    assert!(line(&online.stdout, "requests:").contains("about 6 for 6"));
+    assert!(line(&batch.stdout, "requests:").contains("about 9 in the first batch"));
+    let usd = |line: String| -> f64 {
+        line.split_whitespace()
+            .find_map(|word| word.parse::<f64>().ok())
+            .unwrap()
+    };
+    let online_cost = usd(line(&online.stdout, "cost:"));
+    let batch_cost = usd(line(&batch.stdout, "cost:"));
+    // 9 requests at half the price of 6: 0.75 of the online estimate.
+    assert!(
+        (batch_cost / online_cost - 0.75).abs() < 0.01,
+        "{online_cost} {batch_cost}"
+    );
+    assert!(line(&batch.stdout, "cost:").contains("batch price"));
+
+    let fixtures = workspace_fixtures();
+    let replay = corpusgen(
+        folder.path(),
+        &seed_args(&[
+            "--provider",
+            "replay",
+            "--fixtures",
+            &fixtures,
+            "--count",
+            "2",
+            "--batch",
+            "--dry-run",
+            "--out",
+            "x.txt",
+        ]),
+        &[],
+    )
+    .await;
+    assert_eq!(replay.code, 2, "{replay:?}");
+    assert!(
+        replay
+            .stderr
+            .contains("--batch needs an openai or azure profile")
+    );
 }
 
 #[tokio::test]
