@@ -259,6 +259,13 @@ pub struct GenerateArgs {
     /// The corpus file to write. Its journal and manifest go beside it.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+
+    /// Save every exchange with the provider (each HTTP attempt, retries
+    /// included) as a fixture in DIR, which must be new or empty, for
+    /// `--provider replay --fixtures DIR`. No credential or cookie is saved.
+    /// Refused under --hipaa.
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
