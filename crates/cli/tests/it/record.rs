@@ -1,7 +1,7 @@
 //! `generate --record DIR`: a corpus recorded from a mock server, 429 and
 //! stream included, replays byte for byte with no network; no fixture holds a
 //! credential; `--hipaa`, replay and a used folder are refused before any
-//! request.
+//! request. And the repo's recordings of a real local server replay.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -312,4 +312,80 @@ async fn recording_a_replay_or_into_a_used_folder_is_refused() {
         fs::read_to_string(folder.path().join("recorded/0001-request-0.json")).unwrap(),
         "{}"
     );
+}
+
+/// The texts a replay of a recorded folder must accept, in slot order: the
+/// last answer recorded for each slot, when it is one that counts (a whole
+/// answer that stopped by itself, not empty, without the separator).
+fn accepted_texts(folder: &Path) -> Vec<String> {
+    let mut by_slot: std::collections::BTreeMap<u64, Value> = Default::default();
+    for (_, exchange) in fixtures(folder) {
+        assert_eq!(exchange["format"], "corpusgen-exchange-1");
+        by_slot.insert(
+            exchange["request"]["index"].as_u64().unwrap(),
+            exchange["response"].clone(),
+        );
+    }
+    let slots: Vec<u64> = by_slot.keys().copied().collect();
+    assert_eq!(slots, (0..slots.len() as u64).collect::<Vec<_>>());
+    by_slot
+        .values()
+        .filter(|response| response["status"] == 200)
+        .map(|response| &response["body"]["choices"][0])
+        .filter(|choice| choice["finish_reason"] == "stop")
+        .map(|choice| choice["message"]["content"].as_str().unwrap().to_string())
+        .filter(|text| !text.trim().is_empty() && !text.contains("^^^^"))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_committed_local_recordings_replay_the_seed_target_offline() {
+    for (name, extra) in [
+        ("dpo-smollm2", vec![]),
+        ("dpo-smollm2-format", vec!["--diversify", "format"]),
+    ] {
+        let fixtures = workspace_root().join("fixtures/local").join(name);
+        let fixtures_arg = fixtures.to_str().unwrap();
+        let folder = tempfile::tempdir().unwrap();
+        let mut args = seed_args(&[
+            "--provider",
+            "replay",
+            "--fixtures",
+            fixtures_arg,
+            "--seed",
+            "1",
+            "--max-tokens",
+            "700",
+            "--target-chars",
+            "9164",
+            "--out",
+            "replayed.txt",
+        ]);
+        args.extend_from_slice(&extra);
+        let run = corpusgen(folder.path(), &args, &[]).await;
+        assert_eq!(run.code, 0, "{name}: {run:?}");
+
+        // The seed's rule, worked out here from the recorded bodies.
+        let mut expected = Vec::new();
+        let mut sum = 0;
+        for text in accepted_texts(&fixtures) {
+            if sum >= 9164 {
+                break;
+            }
+            sum += text.chars().count();
+            expected.push(text);
+        }
+        assert!(sum >= 9164, "{name}: the recording holds only {sum} chars");
+        let corpus = fs::read_to_string(folder.path().join("replayed.txt")).unwrap();
+        assert_eq!(corpus, expected.join("^^^^"), "{name}");
+        assert!(
+            run.stdout.contains(&format!(
+                "{} responses, {} chars (target 9164 chars)",
+                expected.len(),
+                corpus.chars().count()
+            )),
+            "{name}: {}",
+            run.stdout
+        );
+    }
 }
