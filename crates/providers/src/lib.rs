@@ -1,6 +1,7 @@
 //! corpusgen-providers: the `ChatProvider` implementations: OpenAI, Azure
 //! OpenAI and local OpenAI-compatible servers over HTTP (`HttpProvider`, one
-//! `Dialect` each, streamed or not), and recorded fixtures (`ReplayProvider`).
+//! `Dialect` each, streamed or not), recorded fixtures (`ReplayProvider`),
+//! and the recording of fixtures from live exchanges (`Recorder`).
 //!
 //! Architecture invariant: this is the only crate that knows the OpenAI wire
 //! format and speaks HTTP. It reads no flags, environment variables or config
@@ -8,6 +9,7 @@
 
 pub mod batch;
 pub mod http;
+pub mod record;
 pub mod replay;
 mod stream;
 mod wire;
@@ -19,6 +21,7 @@ pub use http::{
     AZURE_DEFAULT_API_VERSION, Auth, DEFAULT_TIMEOUT, Dialect, HttpProvider,
     LOCAL_DEFAULT_BASE_URL, MaxTokensField, OPENAI_DEFAULT_BASE_URL, SetupError,
 };
+pub use record::{RecordError, Recorder};
 pub use replay::{ReplayError, ReplayProvider};
 
 /// Every provider kind, closed: the job loop is generic over `ChatProvider`,

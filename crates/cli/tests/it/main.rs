@@ -11,6 +11,7 @@ mod generate;
 mod help;
 mod hipaa;
 mod keys;
+mod record;
 mod stats;
 mod support;
 mod throughput;
