@@ -31,6 +31,17 @@ impl ExitKind {
             ExitKind::Interrupted => 130,
         }
     }
+
+    /// How a job that ended this way is shown in progress and summaries.
+    pub fn status(self) -> &'static str {
+        match self {
+            ExitKind::Internal => "failed",
+            ExitKind::BadInput => "bad input",
+            ExitKind::Refused => "refused",
+            ExitKind::GaveUp => "gave up",
+            ExitKind::Interrupted => "interrupted",
+        }
+    }
 }
 
 /// One failure, as one sentence for the user and an exit code.

@@ -7,6 +7,7 @@ mod env_vars;
 mod exit;
 mod generate;
 mod profiles;
+mod progress;
 mod signals;
 mod stats;
 
@@ -45,8 +46,9 @@ impl Environment {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let env = Environment::from_process();
-    init_logging(&cli, &env);
-    match run(cli, &env) {
+    let display = progress::Display::for_stderr(cli.quiet, cli.verbose);
+    init_logging(&cli, &env, &display);
+    match run(cli, &env, &display) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {}", err.message);
@@ -58,12 +60,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli, env: &Environment) -> Result<(), CliError> {
+fn run(cli: Cli, env: &Environment, display: &progress::Display) -> Result<(), CliError> {
     match cli.command {
         Command::Generate(args) => {
             let config = Config::load(cli.config.as_deref(), env)?;
             let runtime = generate::runtime()?;
-            let report = runtime.block_on(generate::execute(&args, &config, env, cli.quiet))?;
+            let report = runtime.block_on(generate::execute(&args, &config, env, display, None))?;
             generate::print_report(&report, cli.quiet);
             Ok(())
         }
@@ -122,7 +124,7 @@ fn print_providers(summaries: &[profiles::ProfileSummary], json: bool) {
 }
 
 /// Logs go to stderr; `-v` shows each request, `-vv` HTTP details.
-fn init_logging(cli: &Cli, env: &Environment) {
+fn init_logging(cli: &Cli, env: &Environment, display: &progress::Display) {
     let default_level = match (cli.quiet, cli.verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
@@ -135,7 +137,7 @@ fn init_logging(cli: &Cli, env: &Environment) {
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default_level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(display.log_writer())
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
