@@ -1,7 +1,7 @@
 //! The command line, as clap reads it. Nothing here resolves or validates
 //! beyond types; `generate::resolve` does that once.
 
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
@@ -56,6 +56,22 @@ pub enum Command {
     /// List the provider profiles, built-in and configured: kind, endpoint,
     /// the variable for the key and whether it is set, HIPAA eligibility.
     Providers(ProvidersArgs),
+    /// Run the jobs of a job file: [defaults], [matrix] lists that expand
+    /// into one copy of every [[job]] per combination, and match_length =
+    /// "job:NAME" to match another job's corpus; then print a summary.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The job file (TOML). Its relative paths are relative to its folder.
+    #[arg(value_name = "JOBS.toml")]
+    pub file: PathBuf,
+
+    /// How many jobs may run at once; a job still waits for the job whose
+    /// length it matches.
+    #[arg(long, value_name = "N", default_value = "1")]
+    pub jobs: NonZeroUsize,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@ mod config;
 mod env_vars;
 mod exit;
 mod generate;
+mod jobs;
 mod profiles;
 mod progress;
 mod signals;
@@ -84,6 +85,7 @@ fn run(cli: Cli, env: &Environment, display: &progress::Display) -> Result<(), C
             );
             Ok(())
         }
+        Command::Run(args) => jobs::run(&args, cli.config.as_deref(), env, display),
         Command::Providers(args) => {
             let config = Config::load(cli.config.as_deref(), env)?;
             print_providers(&profiles::summaries(&config, env), args.json);

@@ -92,6 +92,11 @@ impl Display {
         }
     }
 
+    /// An error line: shown even under `--quiet`, above the bars if any.
+    pub fn print_error(&self, text: &str) {
+        self.multi.suspend(|| eprintln!("{text}"));
+    }
+
     /// The writer for log lines (tracing): while bars are drawn, each line
     /// is written with the bars lifted, so the two never interleave.
     pub fn log_writer(&self) -> LogWriter {
