@@ -92,6 +92,15 @@ impl Display {
         }
     }
 
+    /// A line worth knowing but not needed (such as a resume): above the
+    /// bars on a terminal, at `-v` otherwise, which keeps logs quiet.
+    pub fn note(&self, line: &str) {
+        match self.mode {
+            Mode::Bars | Mode::Lines { verbose: true } => self.println(line),
+            Mode::Lines { verbose: false } | Mode::Quiet => {}
+        }
+    }
+
     /// An error line: shown even under `--quiet`, above the bars if any.
     pub fn print_error(&self, text: &str) {
         self.multi.suspend(|| eprintln!("{text}"));
@@ -142,7 +151,7 @@ impl JobProgress {
         match event {
             Event::Resumed { accepted, rejected } => {
                 counters.responses = *accepted;
-                self.display.println(&format!(
+                self.display.note(&format!(
                     "{}: resuming, the journal already holds {accepted} accepted and {rejected} rejected responses",
                     self.label
                 ));

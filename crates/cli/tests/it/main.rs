@@ -8,6 +8,7 @@ mod faults;
 mod generate;
 mod help;
 mod hipaa;
+mod jobs;
 mod keys;
 mod stats;
 mod support;
