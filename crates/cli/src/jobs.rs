@@ -97,6 +97,7 @@ pub fn run(
             configs.insert(job.config.clone(), config);
         }
     }
+    check_resolution(&args.file, &jobs, &configs, env)?;
     let runtime = crate::generate::runtime()?;
     let outcomes = runtime.block_on(run_planned(&jobs, &configs, env, display, args.jobs.get()));
     print_summary(&jobs, &outcomes);
@@ -121,6 +122,38 @@ pub fn run(
             ),
         )),
     }
+}
+
+/// Resolves every job as generate would (profile, key variable, fixtures,
+/// HIPAA policy), so that a job that cannot start stops the whole file
+/// before anything is sent. A `job:` target is not known yet: a stand-in
+/// target takes its place for this check.
+fn check_resolution(
+    file: &Path,
+    jobs: &[PlannedJob],
+    configs: &BTreeMap<Option<PathBuf>, Config>,
+    env: &Environment,
+) -> Result<(), CliError> {
+    for job in jobs {
+        let argv: Vec<String> = job
+            .argv
+            .iter()
+            .map(
+                |arg| match arg.starts_with("--match-length=") && job.depends_on.is_some() {
+                    true => "--target-chars=1".to_string(),
+                    false => arg.clone(),
+                },
+            )
+            .collect();
+        let args = JobArgs::try_parse_from(&argv)
+            .expect("the job's argv parsed when it was planned")
+            .generate;
+        crate::generate::resolve(&args, &configs[&job.config], env).map_err(|err| CliError {
+            message: format!("{}: job `{}`: {}", file.display(), job.label, err.message),
+            ..err
+        })?;
+    }
+    Ok(())
 }
 
 /// Runs the jobs, at most `parallel` at once, each only after the job it

@@ -166,9 +166,17 @@ async fn a_bad_job_file_is_one_sentence_and_exit_2_before_any_job_runs() {
             "[[job]]\nname = \"c\"\ntopic = \"x\"\ncount = 1\nout = \"c.txt\"\nprovder = \"replay\"\n",
             "jobs/grid.toml: job `c` has the unknown key `provder`",
         ),
+        (
+            "a job that cannot start",
+            "[defaults]\ntopic = \"x\"\ncount = 1\n\
+             [[job]]\nname = \"c\"\nprovider = \"replay\"\nfixtures = \"../f\"\nout = \"c.txt\"\n\
+             [[job]]\nname = \"d\"\nout = \"d.txt\"\n",
+            "jobs/grid.toml: job `d`: OPENAI_API_KEY is not set",
+        ),
     ];
     for (case, text, says) in cases {
         let folder = tempfile::tempdir().unwrap();
+        fixtures(&folder.path().join("f"), &[100]);
         let run = run_file(folder.path(), text, &[], &[]).await;
         assert_eq!(run.code, 2, "{case}: {run:?}");
         assert_eq!(run.stderr.lines().count(), 1, "{case}: {}", run.stderr);
