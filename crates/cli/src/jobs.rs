@@ -445,23 +445,37 @@ pub fn plan(path: &Path, text: &str, every_job: &[String]) -> Result<Vec<Planned
         }
     }
 
-    // One copy of every job per combination of the matrix's values.
+    // One copy of every job per combination of the matrix's values. A job
+    // that sets a matrix key itself is not varied over that key, so a
+    // hand-curated job is not copied once per model.
     let combinations = combinations(&file.matrix);
     let mut jobs = Vec::new();
-    // For each planned job: its `job:` reference, if any.
-    let mut references: Vec<Option<String>> = Vec::new();
+    // For each planned job: the combination it was planned for and its
+    // `job:` reference, if any.
+    let mut references: Vec<(usize, Option<String>)> = Vec::new();
+    // The planned job of each combination and [[job]].
+    let mut slots: Vec<Vec<usize>> = Vec::new();
+    let mut planned: BTreeMap<String, usize> = BTreeMap::new();
     let mut outs: BTreeMap<PathBuf, String> = BTreeMap::new();
-    for combination in &combinations {
+    for (combination_index, combination) in combinations.iter().enumerate() {
+        let mut slot = Vec::new();
         for (job, name) in file.jobs.iter().zip(&names) {
             let label = std::iter::once(name.clone())
                 .chain(
                     combination
-                        .values()
-                        .filter_map(scalar_text)
+                        .iter()
+                        .filter(|(key, _)| !job.contains_key(*key))
+                        .filter_map(|(_, value)| scalar_text(value))
                         .map(|value| slug(&value)),
                 )
                 .collect::<Vec<_>>()
                 .join("/");
+            if let Some(index) = planned.get(&label) {
+                slot.push(*index);
+                continue;
+            }
+            planned.insert(label.clone(), jobs.len());
+            slot.push(jobs.len());
             let mut merged = file.defaults.clone();
             for (key, value) in combination {
                 merged.insert(key.clone(), value.clone());
@@ -470,7 +484,7 @@ pub fn plan(path: &Path, text: &str, every_job: &[String]) -> Result<Vec<Planned
                 merged.insert(key.clone(), value.clone());
             }
             merged.remove(NAME_KEY);
-            let context = TemplateContext::new(name, &merged, combination);
+            let context = TemplateContext::new(name, &merged, file.matrix.keys());
             let mut argv = Vec::new();
             let mut config = None;
             let mut reference = None;
@@ -519,13 +533,13 @@ pub fn plan(path: &Path, text: &str, every_job: &[String]) -> Result<Vec<Planned
                 depends_on: None,
                 config,
             });
-            references.push(reference);
+            references.push((combination_index, reference));
         }
+        slots.push(slot);
     }
 
     // `job:NAME` is the job of that name in the same combination.
-    let per_combination = file.jobs.len();
-    for (index, reference) in references.iter().enumerate() {
+    for (index, (combination_index, reference)) in references.iter().enumerate() {
         let Some(target) = reference else { continue };
         let Some(position) = names.iter().position(|name| name == target) else {
             return Err(bad(format!(
@@ -533,8 +547,7 @@ pub fn plan(path: &Path, text: &str, every_job: &[String]) -> Result<Vec<Planned
                 jobs[index].label
             )));
         };
-        let dependency = index - index % per_combination + position;
-        jobs[index].depends_on = Some(dependency);
+        jobs[index].depends_on = Some(slots[*combination_index][position]);
     }
     if let Err(cycle) = topological_order(&jobs) {
         let names: Vec<&str> = cycle
@@ -675,17 +688,21 @@ struct TemplateContext {
 }
 
 impl TemplateContext {
-    fn new(name: &str, merged: &Table, combination: &BTreeMap<String, Value>) -> TemplateContext {
+    /// The values of `topic`, `model` and the matrix keys are the job's
+    /// merged ones: its own where it sets them.
+    fn new<'a>(
+        name: &str,
+        merged: &Table,
+        matrix_keys: impl Iterator<Item = &'a String>,
+    ) -> TemplateContext {
         let mut values = BTreeMap::new();
         values.insert("name".to_string(), name.to_string());
-        for key in ["topic", "model"] {
+        for key in ["topic", "model"]
+            .into_iter()
+            .chain(matrix_keys.map(String::as_str))
+        {
             if let Some(text) = merged.get(key).and_then(scalar_text) {
                 values.insert(key.to_string(), text);
-            }
-        }
-        for (key, value) in combination {
-            if let Some(text) = scalar_text(value) {
-                values.insert(key.clone(), text);
             }
         }
         TemplateContext { values }
@@ -1001,6 +1018,54 @@ out = "curated_{topic_slug}.txt"
             Some(PathBuf::from("jobs/curated_b.txt"))
         );
         assert_eq!(topological_order(&jobs).unwrap(), [1, 0, 3, 2]);
+    }
+
+    #[test]
+    fn a_job_that_sets_a_matrix_key_is_not_copied_over_it() {
+        let jobs = plan_text(
+            r#"
+[defaults]
+count = 1
+
+[matrix]
+topic = ["A", "B"]
+model = ["x", "y"]
+
+[[job]]
+name = "curated"
+model = "chatgpt"
+out = "curated_{topic_slug}_{model_slug}.txt"
+
+[[job]]
+name = "gen"
+match_length = "job:curated"
+count = false
+out = "gen_{topic_slug}_{model_slug}.txt"
+"#,
+        )
+        .unwrap();
+        let labels: Vec<&str> = jobs.iter().map(|job| job.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "curated/a",
+                "gen/x/a",
+                "curated/b",
+                "gen/x/b",
+                "gen/y/a",
+                "gen/y/b"
+            ]
+        );
+        let depends: Vec<Option<usize>> = jobs.iter().map(|job| job.depends_on).collect();
+        assert_eq!(depends, [None, Some(0), None, Some(2), Some(0), Some(2)]);
+        assert_eq!(
+            jobs[0].args.out,
+            PathBuf::from("jobs/curated_a_chatgpt.txt")
+        );
+        assert_eq!(
+            jobs[5].args.match_length,
+            Some(PathBuf::from("jobs/curated_b_chatgpt.txt"))
+        );
     }
 
     #[test]
