@@ -193,8 +193,13 @@ async fn a_bad_job_file_is_one_sentence_and_exit_2_before_any_job_runs() {
     }
 }
 
-/// A mock that answers each request after `delay`.
-async fn slow_mock(lengths: &[usize], delay: Duration) -> wiremock::MockServer {
+/// A mock that answers each request after `delay`, expecting `expected`
+/// requests.
+async fn slow_mock(
+    lengths: &[usize],
+    delay: Duration,
+    expected: impl Into<wiremock::Times>,
+) -> wiremock::MockServer {
     let server = wiremock::MockServer::start().await;
     let answers = completions_of_lengths(lengths)
         .into_iter()
@@ -207,7 +212,7 @@ async fn slow_mock(lengths: &[usize], delay: Duration) -> wiremock::MockServer {
     wiremock::Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
         .respond_with(Sequence::new(answers))
-        .expect(lengths.len() as u64)
+        .expect(expected)
         .mount(&server)
         .await;
     server
@@ -215,8 +220,8 @@ async fn slow_mock(lengths: &[usize], delay: Duration) -> wiremock::MockServer {
 
 #[tokio::test]
 async fn two_jobs_at_once_against_wiremock_and_a_failure_skips_its_dependent() {
-    let first = slow_mock(&[700, 800], Duration::from_millis(400)).await;
-    let second = slow_mock(&[900, 1000], Duration::from_millis(400)).await;
+    let first = slow_mock(&[700, 800], Duration::from_millis(400), 2).await;
+    let second = slow_mock(&[900, 1000], Duration::from_millis(400), 2).await;
     let refusing = openai_mock(
         Sequence::new(vec![ResponseTemplate::new(401).set_body_json(error_body(
             "Incorrect API key provided",
@@ -414,4 +419,77 @@ async fn run_help() {
     let run = corpusgen(folder.path(), &["run", "--help"], &[]).await;
     assert_eq!(run.code, 0);
     insta::assert_snapshot!(run.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_the_running_job_skips_the_rest_and_exits_130() {
+    // Stopped after the first response: the second request is in flight
+    // and is journaled; no third is sent.
+    let server = slow_mock(&[500; 5], Duration::from_millis(300), 1..=3).await;
+    let folder = tempfile::tempdir().unwrap();
+    fs::create_dir_all(folder.path().join("jobs")).unwrap();
+    fs::write(
+        folder.path().join("jobs/grid.toml"),
+        format!(
+            r#"
+[defaults]
+topic = "DPO"
+base_url = "{}/v1"
+concurrency = 1
+
+[[job]]
+name = "slow"
+count = 5
+out = "slow.txt"
+
+[[job]]
+name = "after"
+match_length = "job:slow"
+out = "after.txt"
+"#,
+            server.uri()
+        ),
+    )
+    .unwrap();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_corpusgen"))
+        .args(["run", "jobs/grid.toml"])
+        .current_dir(folder.path())
+        .env_clear()
+        .env("OPENAI_API_KEY", FAKE_KEY)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let journal = folder.path().join("jobs/slow.jsonl");
+    for _ in 0..2000 {
+        let accepted = fs::read_to_string(&journal)
+            .map(|text| text.matches("\"accepted\"").count())
+            .unwrap_or(0);
+        if accepted >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let output = child.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("run the same command again to resume"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("interrupted") && stdout.contains("skipped"),
+        "{stdout}"
+    );
+    assert!(!folder.path().join("jobs/after.jsonl").exists());
+    assert!(!stderr.contains(FAKE_KEY) && !stdout.contains(FAKE_KEY));
 }
