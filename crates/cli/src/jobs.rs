@@ -44,6 +44,15 @@ pub struct PlannedJob {
     pub config: Option<PathBuf>,
 }
 
+/// A job while it is planned: its argv is complete only at the end.
+#[derive(Debug)]
+struct Draft {
+    label: String,
+    argv: Vec<String>,
+    depends_on: Option<usize>,
+    config: Option<PathBuf>,
+}
+
 /// How one job ended, for the summary.
 #[derive(Debug)]
 pub enum Outcome {
@@ -167,7 +176,8 @@ async fn run_planned(
     display: &Display,
     parallel: usize,
 ) -> Vec<Outcome> {
-    let order = topological_order(jobs).expect("plan() rejected cycles");
+    let dependencies: Vec<Option<usize>> = jobs.iter().map(|job| job.depends_on).collect();
+    let order = topological_order(&dependencies).expect("plan() rejected cycles");
     let mut outcomes: Vec<Option<Outcome>> = jobs.iter().map(|_| None).collect();
     let mut started = vec![false; jobs.len()];
     let mut running = FuturesUnordered::new();
@@ -526,10 +536,9 @@ pub fn plan(path: &Path, text: &str, every_job: &[String]) -> Result<Vec<Planned
                     )));
                 }
             }
-            jobs.push(PlannedJob {
+            jobs.push(Draft {
                 label,
                 argv,
-                args: placeholder_args(),
                 depends_on: None,
                 config,
             });
@@ -549,7 +558,8 @@ pub fn plan(path: &Path, text: &str, every_job: &[String]) -> Result<Vec<Planned
         };
         jobs[index].depends_on = Some(slots[*combination_index][position]);
     }
-    if let Err(cycle) = topological_order(&jobs) {
+    let dependencies: Vec<Option<usize>> = jobs.iter().map(|job| job.depends_on).collect();
+    if let Err(cycle) = topological_order(&dependencies) {
         let names: Vec<&str> = cycle
             .iter()
             .map(|index| jobs[*index].label.as_str())
@@ -575,21 +585,29 @@ pub fn plan(path: &Path, text: &str, every_job: &[String]) -> Result<Vec<Planned
             jobs[index].argv.push(format!("--match-length={out}"));
         }
     }
-    for job in &mut jobs {
-        job.argv.extend(every_job.iter().cloned());
-        job.args = JobArgs::try_parse_from(&job.argv)
-            .map_err(|err| bad(format!("job `{}`: {}", job.label, clap_sentence(&err))))?
-            .generate;
-    }
-    Ok(jobs)
+    jobs.into_iter()
+        .map(|mut job| {
+            job.argv.extend(every_job.iter().cloned());
+            let args = JobArgs::try_parse_from(&job.argv)
+                .map_err(|err| bad(format!("job `{}`: {}", job.label, clap_sentence(&err))))?
+                .generate;
+            Ok(PlannedJob {
+                label: job.label,
+                argv: job.argv,
+                args,
+                depends_on: job.depends_on,
+                config: job.config,
+            })
+        })
+        .collect()
 }
 
 /// The jobs in an order where each comes after the job it depends on, file
 /// order otherwise; or, if there is a cycle, the jobs on it, first repeated.
-fn topological_order(jobs: &[PlannedJob]) -> Result<Vec<usize>, Vec<usize>> {
+fn topological_order(dependencies: &[Option<usize>]) -> Result<Vec<usize>, Vec<usize>> {
     let mut order = Vec::new();
-    let mut placed = vec![false; jobs.len()];
-    for start in 0..jobs.len() {
+    let mut placed = vec![false; dependencies.len()];
+    for start in 0..dependencies.len() {
         // The chain of dependencies from `start` down to a placed job.
         let mut chain = Vec::new();
         let mut current = Some(start);
@@ -603,7 +621,7 @@ fn topological_order(jobs: &[PlannedJob]) -> Result<Vec<usize>, Vec<usize>> {
                 return Err(cycle);
             }
             chain.push(index);
-            current = jobs[index].depends_on;
+            current = dependencies[index];
         }
         for index in chain.into_iter().rev() {
             placed[index] = true;
@@ -826,13 +844,6 @@ fn value_text(value: &Value) -> Option<String> {
     }
 }
 
-/// Stands in for a job's arguments until its argv is complete and parsed.
-fn placeholder_args() -> GenerateArgs {
-    JobArgs::try_parse_from(["--topic=-", "--count=1", "--out=-"])
-        .expect("the placeholder argv parses")
-        .generate
-}
-
 /// clap's error as one sentence in the job file's words: keys, not flags.
 fn clap_sentence(err: &clap::Error) -> String {
     let rendered = err.render().to_string();
@@ -1017,7 +1028,8 @@ out = "curated_{topic_slug}.txt"
             jobs[2].args.match_length,
             Some(PathBuf::from("jobs/curated_b.txt"))
         );
-        assert_eq!(topological_order(&jobs).unwrap(), [1, 0, 3, 2]);
+        let dependencies: Vec<Option<usize>> = jobs.iter().map(|job| job.depends_on).collect();
+        assert_eq!(topological_order(&dependencies).unwrap(), [1, 0, 3, 2]);
     }
 
     #[test]
@@ -1065,6 +1077,20 @@ out = "gen_{topic_slug}_{model_slug}.txt"
         assert_eq!(
             jobs[5].args.match_length,
             Some(PathBuf::from("jobs/curated_b_chatgpt.txt"))
+        );
+    }
+
+    #[test]
+    fn the_order_puts_dependencies_first_and_finds_cycles() {
+        assert_eq!(
+            topological_order(&[Some(2), None, Some(1)]),
+            Ok(vec![1, 2, 0])
+        );
+        assert_eq!(topological_order(&[None, None]), Ok(vec![0, 1]));
+        assert_eq!(topological_order(&[Some(0)]), Err(vec![0, 0]));
+        assert_eq!(
+            topological_order(&[None, Some(2), Some(3), Some(1)]),
+            Err(vec![1, 2, 3, 1])
         );
     }
 
