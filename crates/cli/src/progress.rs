@@ -149,12 +149,13 @@ impl JobProgress {
     pub fn observe(&mut self, event: &Event) {
         let counters = &mut self.counters;
         match event {
+            // The counters follow in a `Progress` event.
             Event::Resumed { accepted, rejected } => {
-                counters.responses = *accepted;
                 self.display.note(&format!(
                     "{}: resuming, the journal already holds {accepted} accepted and {rejected} rejected responses",
                     self.label
                 ));
+                return;
             }
             Event::Accepted {
                 completed_chars,
@@ -178,10 +179,14 @@ impl JobProgress {
             Event::Progress {
                 in_flight,
                 retries,
+                completed,
+                completed_chars,
                 prompt_tokens,
                 completion_tokens,
                 total_tokens,
             } => {
+                counters.responses = *completed;
+                counters.chars = *completed_chars;
                 counters.in_flight = *in_flight;
                 counters.retries = *retries;
                 counters.prompt_tokens = *prompt_tokens;

@@ -69,6 +69,10 @@ pub enum Event {
     Progress {
         in_flight: u64,
         retries: u64,
+        /// Accepted responses and their chars, as in `Accepted`, resumed
+        /// ones included.
+        completed: u64,
+        completed_chars: u64,
         /// Token sums of the responses counted so far whose provider
         /// reported usage.
         prompt_tokens: u64,
@@ -190,6 +194,7 @@ pub async fn run_job_until<P: ChatProvider>(
             accepted: state.assembler.completed(),
             rejected: state.totals.rejected.values().sum(),
         });
+        observer(&state.progress(0));
     }
     state.totals.resumed_responses = state.totals.responses_received;
 
@@ -637,6 +642,8 @@ impl State {
         Event::Progress {
             in_flight: in_flight as u64,
             retries: self.totals.retries,
+            completed: self.assembler.completed(),
+            completed_chars: self.assembler.completed_chars(),
             prompt_tokens: self.totals.prompt_tokens,
             completion_tokens: self.totals.completion_tokens,
             total_tokens: self.totals.total_tokens,

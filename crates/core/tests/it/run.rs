@@ -580,4 +580,26 @@ fn progress_events_report_requests_in_flight_and_the_tokens_counted() {
     let last = progress.last().copied().unwrap();
     assert_eq!(last.1, report.manifest.totals.total_tokens, "{progress:?}");
     assert_eq!(last.1, 15 + 16 + 17 + 18);
+
+    // Resumed, the counters start where the journal left off.
+    let mut resumed = Vec::new();
+    paused_runtime()
+        .block_on(run_job(
+            &spec,
+            &provider,
+            RunOptions::default(),
+            &mut |event: &Event| {
+                if let Event::Progress {
+                    completed,
+                    completed_chars,
+                    total_tokens,
+                    ..
+                } = event
+                {
+                    resumed.push((*completed, *completed_chars, *total_tokens));
+                }
+            },
+        ))
+        .unwrap();
+    assert_eq!(resumed.first(), Some(&(4, 400, 15 + 16 + 17 + 18)));
 }
