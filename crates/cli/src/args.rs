@@ -1,7 +1,7 @@
 //! The command line, as clap reads it. Nothing here resolves or validates
 //! beyond types; `generate::resolve` does that once.
 
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
@@ -59,6 +59,10 @@ pub enum Command {
     /// Inspect or cancel the batches of a `generate --batch` job, found by
     /// the job's output file.
     Batch(BatchArgs),
+    /// Run the jobs of a job file: [defaults], [matrix] lists that expand
+    /// into one copy of every [[job]] per combination, and match_length =
+    /// "job:NAME" to match another job's corpus; then print a summary.
+    Run(RunArgs),
 }
 
 #[derive(Debug, Args)]
@@ -83,6 +87,27 @@ pub enum BatchAction {
         #[arg(value_name = "OUT")]
         out: PathBuf,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The job file (TOML). Its relative paths are relative to its folder.
+    #[arg(value_name = "JOBS.toml")]
+    pub file: PathBuf,
+
+    /// How many jobs may run at once; a job still waits for the job whose
+    /// length it matches.
+    #[arg(long, value_name = "N", default_value = "1")]
+    pub jobs: NonZeroUsize,
+
+    /// Print every job's plan (as `generate --dry-run`) and send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Run every job through the provider's batch engine (as `generate
+    /// --batch`).
+    #[arg(long)]
+    pub batch: bool,
 }
 
 #[derive(Debug, Args)]

@@ -201,7 +201,7 @@ fn implicit_paths(env: &Environment) -> Vec<PathBuf> {
 }
 
 /// `FILE:LINE:COL`, both counted from 1, for the start of `span`.
-fn position(path: &Path, text: &str, span: Option<Range<usize>>) -> String {
+pub fn position(path: &Path, text: &str, span: Option<Range<usize>>) -> String {
     let Some(span) = span else {
         return path.display().to_string();
     };
@@ -212,7 +212,7 @@ fn position(path: &Path, text: &str, span: Option<Range<usize>>) -> String {
 }
 
 /// toml's messages may run over several lines; the error is one sentence.
-fn one_line(message: &str) -> String {
+pub fn one_line(message: &str) -> String {
     message
         .split('\n')
         .map(str::trim)

@@ -35,6 +35,18 @@ impl ExitKind {
             ExitKind::OverBudget => 5,
         }
     }
+
+    /// How a job that ended this way is shown in progress and summaries.
+    pub fn status(self) -> &'static str {
+        match self {
+            ExitKind::Internal => "failed",
+            ExitKind::BadInput => "bad input",
+            ExitKind::Refused => "refused",
+            ExitKind::GaveUp => "gave up",
+            ExitKind::Interrupted => "interrupted",
+            ExitKind::OverBudget => "over budget",
+        }
+    }
 }
 
 /// One failure, as one sentence for the user and an exit code.

@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::env_vars;
 use crate::exit::{CliError, ExitKind};
 use crate::profiles::{self, Credential, Kind, Profile, ProfileFlags};
+use crate::progress::{Display, JobProgress};
 
 pub use crate::plan::plan;
 
@@ -298,18 +299,27 @@ fn build_provider(
 }
 
 /// One `generate` job from its flags: resolve, then run. The same path serves
-/// every job of a job file.
+/// every job of a job file; `label` names the job on its progress bar (the
+/// corpus file's name when `None`).
 pub async fn execute(
     args: &GenerateArgs,
     config: &Config,
     env: &Environment,
-    quiet: bool,
+    display: &Display,
+    label: Option<&str>,
 ) -> Result<RunReport, CliError> {
     if args.batch {
-        return crate::batch::execute(args, config, env, quiet).await;
+        return crate::batch::execute(args, config, env, display.is_quiet()).await;
     }
     let resolved = resolve(args, config, env)?;
-    run(resolved, args.fresh, quiet).await
+    let label = label.map(str::to_string).unwrap_or_else(|| {
+        args.out
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_else(|| args.out.display().to_string())
+    });
+    let progress = display.job(&label, &resolved.spec.target, resolved.pricing);
+    run(resolved, args.fresh, progress, display.is_quiet()).await
 }
 
 /// The single-threaded runtime every job runs on: the job loop's concurrency
@@ -376,9 +386,14 @@ pub fn budget_stop(report: &RunReport) -> Option<CliError> {
     })
 }
 
-/// Runs a resolved job, printing progress on stderr unless `quiet`. Ctrl-C
-/// or SIGTERM stops it cleanly: what is in flight is journaled, then exit 130.
-pub async fn run(resolved: Resolved, fresh: bool, quiet: bool) -> Result<RunReport, CliError> {
+/// Runs a resolved job, showing its progress on stderr. Ctrl-C or SIGTERM
+/// stops it cleanly: what is in flight is journaled, then exit 130.
+pub async fn run(
+    resolved: Resolved,
+    fresh: bool,
+    mut progress: JobProgress,
+    quiet: bool,
+) -> Result<RunReport, CliError> {
     let Resolved {
         spec,
         provider,
@@ -389,42 +404,7 @@ pub async fn run(resolved: Resolved, fresh: bool, quiet: bool) -> Result<RunRepo
         recorder,
         ..
     } = resolved;
-    let target = spec.target.clone();
-    let mut observer = |event: &Event| {
-        if quiet {
-            return;
-        }
-        match event {
-            Event::Resumed { accepted, rejected } => eprintln!(
-                "resuming: the journal already holds {accepted} accepted and {rejected} rejected responses"
-            ),
-            Event::Accepted {
-                index,
-                chars,
-                completed_chars,
-                completed,
-            } => match &target {
-                Target::Count { responses } => eprintln!(
-                    "response {completed} of {responses} (request {index}): {chars} chars, {completed_chars} chars so far"
-                ),
-                Target::Chars {
-                    chars: target_chars,
-                    ..
-                } => eprintln!(
-                    "response {completed} (request {index}): {chars} chars, {completed_chars} of {target_chars} chars"
-                ),
-                Target::Tokens { tokens, .. } => eprintln!(
-                    "response {completed} (request {index}): {chars} chars, towards {tokens} tokens"
-                ),
-            },
-            Event::Rejected { index, reason } => {
-                eprintln!("request {index}: response rejected because {reason}; asking again");
-            }
-            Event::Failed { index, message } => {
-                eprintln!("request {index} failed: {message}");
-            }
-        }
-    };
+    let mut observer = |event: &Event| progress.observe(event);
     let options = RunOptions {
         fresh,
         private_files: spec.hipaa,
@@ -433,7 +413,7 @@ pub async fn run(resolved: Resolved, fresh: bool, quiet: bool) -> Result<RunRepo
         pricing,
         budget_usd,
     };
-    let report = run_job_until(
+    let result = run_job_until(
         &spec,
         &provider,
         options,
@@ -444,7 +424,12 @@ pub async fn run(resolved: Resolved, fresh: bool, quiet: bool) -> Result<RunRepo
     .map_err(|err| {
         let journal = OutputPaths::for_corpus(&spec.out).journal;
         CliError::from_run(err, &journal)
-    })?;
+    });
+    progress.finish(match &result {
+        Ok(_) => "done",
+        Err(err) => err.kind.status(),
+    });
+    let report = result?;
     if let Some(failure) = recorder.and_then(|recorder| recorder.failure()) {
         return Err(CliError::new(
             ExitKind::Internal,

@@ -7,9 +7,11 @@ mod config;
 mod env_vars;
 mod exit;
 mod generate;
+mod jobs;
 mod plan;
 mod prices;
 mod profiles;
+mod progress;
 mod signals;
 mod stats;
 
@@ -48,8 +50,9 @@ impl Environment {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let env = Environment::from_process();
-    init_logging(&cli, &env);
-    match run(cli, &env) {
+    let display = progress::Display::for_stderr(cli.quiet, cli.verbose);
+    init_logging(&cli, &env, &display);
+    match run(cli, &env, &display) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {}", err.message);
@@ -61,7 +64,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli, env: &Environment) -> Result<(), CliError> {
+fn run(cli: Cli, env: &Environment, display: &progress::Display) -> Result<(), CliError> {
     match cli.command {
         Command::Generate(args) => {
             let config = Config::load(cli.config.as_deref(), env)?;
@@ -80,7 +83,7 @@ fn run(cli: Cli, env: &Environment) -> Result<(), CliError> {
                 return Ok(());
             }
             let runtime = generate::runtime()?;
-            let report = runtime.block_on(generate::execute(&args, &config, env, cli.quiet))?;
+            let report = runtime.block_on(generate::execute(&args, &config, env, display, None))?;
             generate::print_report(&report, cli.quiet);
             generate::budget_stop(&report).map_or(Ok(()), Err)
         }
@@ -104,6 +107,7 @@ fn run(cli: Cli, env: &Environment) -> Result<(), CliError> {
             let runtime = generate::runtime()?;
             runtime.block_on(batch::manage(&args, &config, env))
         }
+        Command::Run(args) => jobs::run(&args, cli.config.as_deref(), env, display),
         Command::Providers(args) => {
             let config = Config::load(cli.config.as_deref(), env)?;
             print_providers(&profiles::summaries(&config, env), args.json);
@@ -144,7 +148,7 @@ fn print_providers(summaries: &[profiles::ProfileSummary], json: bool) {
 }
 
 /// Logs go to stderr; `-v` shows each request, `-vv` HTTP details.
-fn init_logging(cli: &Cli, env: &Environment) {
+fn init_logging(cli: &Cli, env: &Environment, display: &progress::Display) {
     let default_level = match (cli.quiet, cli.verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
@@ -157,7 +161,7 @@ fn init_logging(cli: &Cli, env: &Environment) {
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default_level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(display.log_writer())
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();

@@ -6,7 +6,7 @@ use std::fmt;
 use corpusgen_core::cost::Pricing;
 use corpusgen_core::journal::{JournalRecord, ResponseStatus};
 use corpusgen_core::tokens::{Encoding, TokenCounter};
-use corpusgen_core::{OutputPaths, Target};
+use corpusgen_core::{JobSpec, OutputPaths, Target};
 
 use crate::generate::Resolved;
 use crate::profiles::Kind;
@@ -136,6 +136,18 @@ pub fn plan(resolved: &Resolved) -> Plan {
 }
 
 impl Plan {
+    /// The corpus's expected length in chars, separators counted: the target
+    /// for a char target, else the expected responses at the expected length.
+    pub fn corpus_chars(&self, spec: &JobSpec) -> u64 {
+        if let Target::Chars { chars, .. } = spec.target {
+            return chars;
+        }
+        let responses = self.responses + self.journaled;
+        let separators =
+            responses.saturating_sub(1) * corpusgen_core::text::char_len(&spec.separator);
+        (responses as f64 * self.expected.chars).round() as u64 + separators
+    }
+
     /// The plan of the same job sent through the provider's batch engine:
     /// the first batch asks for the margin more requests (exactly the count
     /// for a `--count` target), and the engine bills at the batch discount.
@@ -326,6 +338,10 @@ impl fmt::Display for Plan {
                     pricing.price.input_per_mtok, pricing.price.output_per_mtok, pricing.source
                 )?;
                 match self.batch_margin {
+                    _ if self.kind == Kind::Replay => writeln!(
+                        f,
+                        "cost:        0 USD: replayed from fixtures (about {cost:.4} USD if asked live)"
+                    )?,
                     Some(_) => writeln!(
                         f,
                         "cost:        about {cost:.4} USD at the batch price ({:.0}% of the price above)",

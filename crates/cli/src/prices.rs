@@ -5,8 +5,6 @@
 //! guesses one. A local server is free. A replay job is priced as the model it
 //! names, so its cost is what the recorded usage would cost live.
 
-use std::path::Path;
-
 use corpusgen_core::RunReport;
 use corpusgen_core::cost::{Price, PriceSource, Pricing};
 
@@ -106,17 +104,6 @@ pub fn pricing(kind: Kind, model: &str, config: &Config) -> Result<Option<Pricin
 /// file's summary.
 pub fn job_cost(report: &RunReport) -> Option<f64> {
     report.manifest.totals.cost_usd
-}
-
-/// The USD cost recorded in a manifest file (`FILE.manifest.json`), for a
-/// job finished by an earlier run; `None` when it is unknown or the file
-/// cannot be read.
-// The job-file runner, merged on its own branch, is its caller.
-#[allow(dead_code)]
-pub fn manifest_cost(manifest: &Path) -> Option<f64> {
-    let text = std::fs::read_to_string(manifest).ok()?;
-    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
-    value["totals"]["cost_usd"].as_f64()
 }
 
 #[cfg(test)]

@@ -79,6 +79,24 @@ pub enum Event {
         index: u64,
         message: String,
     },
+    /// The loop's running counters, after requests are issued or responses
+    /// arrive, for live displays: what `Accepted` alone cannot tell.
+    Progress {
+        in_flight: u64,
+        retries: u64,
+        /// Accepted responses and their chars, as in `Accepted`, resumed
+        /// ones included.
+        completed: u64,
+        completed_chars: u64,
+        /// The accepted responses' length in the target's unit: their
+        /// tokens for a token target, else their chars.
+        completed_measure: u64,
+        /// Token sums of the responses counted so far whose provider
+        /// reported usage.
+        prompt_tokens: u64,
+        completion_tokens: u64,
+        total_tokens: u64,
+    },
 }
 
 /// A finished job.
@@ -162,6 +180,7 @@ pub async fn run_job_until<P: ChatProvider>(
             accepted: state.assembler.completed(),
             rejected: state.totals.rejected.values().sum(),
         });
+        observer(&state.progress(0));
     }
 
     // Declared before the requests in flight, which borrow it.
@@ -185,6 +204,7 @@ pub async fn run_job_until<P: ChatProvider>(
     // Set once --budget-usd stopped the issuing of requests.
     let mut over_budget = false;
     loop {
+        let issued_before = in_flight.len();
         while failure.is_none()
             && !stopping
             && !over_budget
@@ -249,6 +269,9 @@ pub async fn run_job_until<P: ChatProvider>(
                 (request, sent.elapsed(), attempted)
             });
         }
+        if in_flight.len() > issued_before {
+            observer(&state.progress(in_flight.len()));
+        }
         if syncing.is_none() && !unsynced.is_empty() {
             let handle = journal.sync_handle()?;
             syncing = Some((
@@ -268,6 +291,7 @@ pub async fn run_job_until<P: ChatProvider>(
                 for record in batch {
                     commit(spec, &mut state, &record, observer, &mut failure);
                 }
+                observer(&state.progress(in_flight.len()));
                 continue;
             }
             next = in_flight.next(), if !in_flight.is_empty() => next,
@@ -321,6 +345,7 @@ pub async fn run_job_until<P: ChatProvider>(
         );
         state.totals.retries += u64::from(attempts.saturating_sub(1));
         state.totals.retry_wait_ms += waited.as_millis() as u64;
+        observer(&state.progress(in_flight.len()));
         let result = match result {
             // A filtered prompt or answer is a rejected sample, not a failure.
             Err(error) if error.kind == ProviderErrorKind::ContentFilter => Ok(ChatResponse {
@@ -789,6 +814,20 @@ impl State {
                 .sum(),
             totals: Totals::default(),
             response_models: BTreeMap::new(),
+        }
+    }
+
+    /// The running counters, for `Event::Progress`.
+    fn progress(&self, in_flight: usize) -> Event {
+        Event::Progress {
+            in_flight: in_flight as u64,
+            retries: self.totals.retries,
+            completed: self.assembler.completed(),
+            completed_chars: self.assembler.completed_chars(),
+            completed_measure: self.assembler.completed_measure(),
+            prompt_tokens: self.totals.prompt_tokens,
+            completion_tokens: self.totals.completion_tokens,
+            total_tokens: self.totals.total_tokens,
         }
     }
 

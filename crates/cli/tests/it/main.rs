@@ -10,6 +10,7 @@ mod faults;
 mod generate;
 mod help;
 mod hipaa;
+mod jobs;
 mod keys;
 mod record;
 mod stats;

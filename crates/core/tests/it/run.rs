@@ -536,3 +536,70 @@ fn a_per_request_reply_that_does_not_parse_is_rejected_and_its_slots_asked_alone
         (0..3).map(|slot| text(40, slot)).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn progress_events_report_requests_in_flight_and_the_tokens_counted() {
+    let folder = tempfile::tempdir().unwrap();
+    let mut spec = seed_spec(
+        &folder.path().join("out.txt"),
+        Target::Count { responses: 4 },
+    );
+    spec.concurrency = 2;
+    let provider = ByRequest::new(|index, _| {
+        Ok(corpusgen_core::ChatResponse {
+            usage: Some(corpusgen_core::provider::Usage {
+                prompt_tokens: 10,
+                completion_tokens: 5 + index,
+                total_tokens: 15 + index,
+            }),
+            ..response(text(100, index))
+        })
+    })
+    .with_delays(vec![100]);
+    let mut progress = Vec::new();
+    let report = paused_runtime()
+        .block_on(run_job(
+            &spec,
+            &provider,
+            RunOptions::default(),
+            &mut |event: &Event| {
+                if let Event::Progress {
+                    in_flight,
+                    total_tokens,
+                    ..
+                } = event
+                {
+                    progress.push((*in_flight, *total_tokens));
+                }
+            },
+        ))
+        .unwrap();
+
+    let most_in_flight = progress.iter().map(|(in_flight, _)| *in_flight).max();
+    assert_eq!(most_in_flight, Some(2), "{progress:?}");
+    let last = progress.last().copied().unwrap();
+    assert_eq!(last.1, report.manifest.totals.total_tokens, "{progress:?}");
+    assert_eq!(last.1, 15 + 16 + 17 + 18);
+
+    // Resumed, the counters start where the journal left off.
+    let mut resumed = Vec::new();
+    paused_runtime()
+        .block_on(run_job(
+            &spec,
+            &provider,
+            RunOptions::default(),
+            &mut |event: &Event| {
+                if let Event::Progress {
+                    completed,
+                    completed_chars,
+                    total_tokens,
+                    ..
+                } = event
+                {
+                    resumed.push((*completed, *completed_chars, *total_tokens));
+                }
+            },
+        ))
+        .unwrap();
+    assert_eq!(resumed.first(), Some(&(4, 400, 15 + 16 + 17 + 18)));
+}
