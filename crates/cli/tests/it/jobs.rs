@@ -493,3 +493,250 @@ out = "after.txt"
     assert!(!folder.path().join("jobs/after.jsonl").exists());
     assert!(!stderr.contains(FAKE_KEY) && !stdout.contains(FAKE_KEY));
 }
+
+/// Every file under `folder`, relative to it, sorted.
+fn files_under(folder: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![folder.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let relative = path.strip_prefix(folder).unwrap();
+                found.push(relative.display().to_string());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The lines of the dry run's block for one job: from its `== job NAME`
+/// header to the next header.
+fn plan_block<'a>(stdout: &'a str, name: &str) -> Vec<&'a str> {
+    let header = format!("== job {name}");
+    let mut lines = stdout.lines().skip_while(|line| {
+        !(line.starts_with(&header) && line[header.len()..].chars().next().is_none_or(|c| c == ' '))
+    });
+    let first = lines
+        .next()
+        .unwrap_or_else(|| panic!("no {header}:\n{stdout}"));
+    std::iter::once(first)
+        .chain(lines.take_while(|line| !line.starts_with("== job ")))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_dry_run_plans_every_job_in_order_sends_nothing_and_estimates_a_job_target() {
+    let server = openai_mock(Sequence::of_bodies(Vec::new()), 0).await;
+    let folder = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"
+[defaults]
+topic = "DPO (Direct Preference Optimization)"
+base_url = "{}/v1"
+out = "{{name}}.txt"
+
+[[job]]
+name = "second"
+match_length = "job:first"
+
+[[job]]
+name = "first"
+target_chars = 3000
+"#,
+        server.uri()
+    );
+    let key = [("OPENAI_API_KEY", FAKE_KEY)];
+    let run = run_file(folder.path(), &text, &["--dry-run"], &key).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(files_under(folder.path()), ["jobs/grid.toml"]);
+    let headers: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|line| line.starts_with("== job "))
+        .collect();
+    // The dependency first, though it comes second in the file.
+    assert_eq!(
+        headers,
+        [
+            "== job first",
+            "== job second (its target, the length of job `first`'s corpus, is not known yet: planned at about 3000 chars)",
+        ],
+        "{}",
+        run.stdout
+    );
+    for name in ["first", "second"] {
+        let block = plan_block(&run.stdout, name);
+        for line in [
+            "profile:     openai (openai)",
+            "target:      3000 chars",
+            "cost:        about ",
+        ] {
+            assert!(
+                block.iter().any(|row| row.starts_with(line)),
+                "{name}: no `{line}` in\n{}",
+                block.join("\n")
+            );
+        }
+    }
+
+    // Once the first job's corpus exists, its length is the target.
+    fs::write(
+        folder.path().join("jobs/first.txt"),
+        corpusgen_testkit::text_of_chars(2500, 0),
+    )
+    .unwrap();
+    let again = run_file(folder.path(), &text, &["--dry-run"], &key).await;
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(
+        files_under(folder.path()),
+        ["jobs/first.txt", "jobs/grid.toml"]
+    );
+    assert!(!again.stdout.contains("not known yet"), "{}", again.stdout);
+    let second = plan_block(&again.stdout, "second");
+    assert_eq!(second[0], "== job second", "{}", again.stdout);
+    assert!(
+        second
+            .iter()
+            .any(|row| row.starts_with("target:      2500 chars")),
+        "{}",
+        again.stdout
+    );
+    assert!(
+        second
+            .iter()
+            .any(|row| row.starts_with("cost:        about ")),
+        "{}",
+        again.stdout
+    );
+}
+
+#[tokio::test]
+async fn run_batch_sends_every_job_through_the_batch_engine() {
+    use corpusgen_testkit::batch::{BatchPlan, BatchServer, Flavor, answer_by_seed, text_for_seed};
+    let server = BatchServer::start(
+        Flavor::OpenAi,
+        vec![BatchPlan::completed(), BatchPlan::completed()],
+        answer_by_seed,
+    )
+    .await;
+    let folder = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"
+[defaults]
+topic = "DPO (Direct Preference Optimization)"
+base_url = "{}"
+batch_poll_ms = 5
+out = "{{name}}.txt"
+
+[[job]]
+name = "three"
+seed = 100
+count = 3
+
+[[job]]
+name = "two"
+seed = 200
+count = 2
+"#,
+        server.base_url()
+    );
+    let run = run_file(
+        folder.path(),
+        &text,
+        &["--batch"],
+        &[("OPENAI_API_KEY", FAKE_KEY)],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let corpus =
+        |seeds: std::ops::Range<u64>| seeds.map(text_for_seed).collect::<Vec<_>>().join("^^^^");
+    let read = |name: &str| fs::read_to_string(folder.path().join("jobs").join(name)).unwrap();
+    assert_eq!(read("three.txt"), corpus(100..103));
+    assert_eq!(read("two.txt"), corpus(200..202));
+    assert_eq!(server.creates(), 2);
+    let mut sizes: Vec<usize> = (0..server.uploads().len())
+        .map(|upload| server.request_lines(upload).len())
+        .collect();
+    sizes.sort();
+    assert_eq!(sizes, [2, 3]);
+    for name in ["three", "two"] {
+        let manifest = manifest(&folder.path().join(format!("jobs/{name}.manifest.json")));
+        assert_eq!(
+            manifest["batch"]["batches"][0]["status"], "completed",
+            "{name}"
+        );
+    }
+    let online = server
+        .server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|request| request.url.path().ends_with("/chat/completions"))
+        .count();
+    assert_eq!(online, 0);
+}
+
+#[tokio::test]
+async fn a_job_stopped_by_its_budget_exits_5_and_skips_the_job_matching_its_length() {
+    // Three calls of 0.00248 USD fit in 0.009, a fourth would not.
+    let pricey = openai_mock(Sequence::of_bodies(completions_of_lengths(&[1000; 10])), 3).await;
+    let after = openai_mock(Sequence::of_bodies(Vec::new()), 0).await;
+    let folder = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"
+[defaults]
+topic = "DPO (Direct Preference Optimization)"
+concurrency = 1
+out = "{{name}}.txt"
+
+[[job]]
+name = "pricey"
+base_url = "{}/v1"
+target_chars = 5000
+budget_usd = 0.009
+
+[[job]]
+name = "after"
+base_url = "{}/v1"
+match_length = "job:pricey"
+"#,
+        pricey.uri(),
+        after.uri()
+    );
+    let run = run_file(folder.path(), &text, &[], &[("OPENAI_API_KEY", FAKE_KEY)]).await;
+    assert_eq!(run.code, 5, "{run:?}");
+    let stopped = manifest(&folder.path().join("jobs/pricey.manifest.json"));
+    assert_eq!(stopped["stopped"], "budget");
+    assert_eq!(stopped["totals"]["responses_used"], 3);
+    let rows: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(rows.len(), 3, "{}", run.stdout);
+    assert!(
+        rows[1].starts_with("pricey") && rows[1].ends_with("over budget"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        rows[2].starts_with("after") && rows[2].ends_with("skipped"),
+        "{}",
+        run.stdout
+    );
+    assert!(!folder.path().join("jobs/after.jsonl").exists());
+    assert!(
+        run.stderr
+            .lines()
+            .last()
+            .unwrap()
+            .contains("2 of 2 jobs did not finish: pricey (over budget), after (skipped)"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        after.received_requests().await.unwrap().is_empty(),
+        "the skipped job sent a request"
+    );
+}
