@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::Path;
 
 use corpusgen_core::RunError;
+use corpusgen_core::journal::JournalError;
 
 /// What kind of failure ended the command, which decides its exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,8 +76,12 @@ impl CliError {
     /// made also says that the journal keeps what was received.
     pub fn from_run(err: RunError, journal: &Path) -> CliError {
         let kind = match &err {
+            // A journal that cannot be written (a full disk) is an I/O
+            // failure; one of another job, or damaged, is the user's to fix.
+            RunError::Journal(JournalError::Io { .. }) | RunError::Output { .. } => {
+                ExitKind::Internal
+            }
             RunError::Spec(_) | RunError::Journal(_) => ExitKind::BadInput,
-            RunError::Output { .. } => ExitKind::Internal,
             RunError::Provider { error, .. } | RunError::Batch { error, .. }
                 if error.kind.is_refusal() =>
             {
@@ -97,13 +102,52 @@ impl CliError {
                 | RunError::Output { .. }
                 | RunError::Batch { .. }
         );
+        let journal_io = matches!(err, RunError::Journal(JournalError::Io { .. }));
         let mut cli_error = CliError::new(kind, err);
-        if received {
+        if journal_io {
+            cli_error.hint = Some(format!(
+                "every response written to {} before the failure is kept; fix the disk or the folder's permissions and run the same command again to resume",
+                journal.display()
+            ));
+        } else if received {
             cli_error.hint = Some(format!(
                 "every response received is kept in {}; run the same command again to resume",
                 journal.display()
             ));
         }
         cli_error
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    #[test]
+    fn a_journal_that_cannot_be_written_is_an_io_failure_and_says_what_is_kept() {
+        let full = RunError::Journal(JournalError::Io {
+            path: PathBuf::from("data/x.jsonl"),
+            source: std::io::Error::from_raw_os_error(28),
+        });
+        let err = CliError::from_run(full, Path::new("data/x.jsonl"));
+        assert_eq!(err.kind, ExitKind::Internal);
+        assert_eq!(err.kind.code(), 1);
+        let hint = err.hint.expect("the hint says what is kept");
+        assert!(
+            hint.contains("data/x.jsonl before the failure is kept"),
+            "{hint}"
+        );
+
+        let other = RunError::Journal(JournalError::Corrupt {
+            path: PathBuf::from("data/x.jsonl"),
+            line: 3,
+            reason: "not JSON".to_string(),
+        });
+        assert_eq!(
+            CliError::from_run(other, Path::new("data/x.jsonl")).kind,
+            ExitKind::BadInput
+        );
     }
 }

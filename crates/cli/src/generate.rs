@@ -162,13 +162,10 @@ pub fn resolve(
         RecordError::NotEmpty(_) => CliError::bad_input(err),
         RecordError::Create { .. } => CliError::new(ExitKind::Internal, err),
     };
+    // The folder is only checked here; `run` creates it before the first
+    // request, so a dry run or a job file's checks write nothing.
     let recorder = match &args.record {
-        // A dry run writes nothing: the folder is only checked.
-        Some(folder) if args.dry_run => {
-            Recorder::check(folder).map_err(record_error)?;
-            None
-        }
-        Some(folder) => Some(Arc::new(Recorder::create(folder).map_err(record_error)?)),
+        Some(folder) => Some(Arc::new(Recorder::new(folder).map_err(record_error)?)),
         None => None,
     };
     let provider = build_provider(&profile, args, spec.concurrency, recorder.clone())?;
@@ -404,6 +401,12 @@ pub async fn run(
         recorder,
         ..
     } = resolved;
+    if let Some(recorder) = &recorder {
+        recorder.open().map_err(|err| match err {
+            RecordError::NotEmpty(_) => CliError::bad_input(err),
+            RecordError::Create { .. } => CliError::new(ExitKind::Internal, err),
+        })?;
+    }
     let mut observer = |event: &Event| progress.observe(event);
     let options = RunOptions {
         fresh,

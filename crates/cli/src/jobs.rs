@@ -232,10 +232,14 @@ fn check_resolution(
         let args = JobArgs::try_parse_from(&argv)
             .expect("the job's argv parsed when it was planned")
             .generate;
-        crate::generate::resolve(&args, &configs[&job.config], env).map_err(|err| CliError {
+        let in_file = |err: CliError| CliError {
             message: format!("{}: job `{}`: {}", file.display(), job.label, err.message),
             ..err
-        })?;
+        };
+        if args.batch {
+            crate::batch::preflight(&args, &configs[&job.config], env).map_err(in_file)?;
+        }
+        crate::generate::resolve(&args, &configs[&job.config], env).map_err(in_file)?;
     }
     Ok(())
 }

@@ -100,10 +100,9 @@ pub enum RecordError {
 }
 
 impl Recorder {
-    /// Creates `folder` if it is missing. A folder that holds anything is
-    /// refused: exchanges of two runs in one folder would replay as one.
-    /// What `create` would refuse, without creating anything (`--dry-run`):
-    /// a folder that holds files already, or one that cannot be read.
+    /// Whether `folder` can take a recording, without creating anything: it
+    /// must be missing or empty, since exchanges of two runs in one folder
+    /// would replay as one.
     pub fn check(folder: &Path) -> Result<(), RecordError> {
         match std::fs::read_dir(folder) {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -118,24 +117,32 @@ impl Recorder {
         }
     }
 
-    pub fn create(folder: &Path) -> Result<Recorder, RecordError> {
-        let create_error = |source| RecordError::Create {
-            folder: folder.to_path_buf(),
-            source,
-        };
-        std::fs::create_dir_all(folder).map_err(create_error)?;
-        if std::fs::read_dir(folder)
-            .map_err(create_error)?
-            .next()
-            .is_some()
-        {
-            return Err(RecordError::NotEmpty(folder.to_path_buf()));
-        }
+    /// A recorder for `folder`, checked but not created yet: `open` creates
+    /// it just before the first request, so that checking a job (a dry run,
+    /// or a job file's checks before any job runs) leaves no folder behind.
+    pub fn new(folder: &Path) -> Result<Recorder, RecordError> {
+        Recorder::check(folder)?;
         Ok(Recorder {
             folder: folder.to_path_buf(),
             next: AtomicU64::new(1),
             failure: Mutex::new(None),
         })
+    }
+
+    /// Creates the folder, and checks again that it is empty.
+    pub fn open(&self) -> Result<(), RecordError> {
+        std::fs::create_dir_all(&self.folder).map_err(|source| RecordError::Create {
+            folder: self.folder.clone(),
+            source,
+        })?;
+        Recorder::check(&self.folder)
+    }
+
+    /// `new` then `open`: a recorder whose folder exists.
+    pub fn create(folder: &Path) -> Result<Recorder, RecordError> {
+        let recorder = Recorder::new(folder)?;
+        recorder.open()?;
+        Ok(recorder)
     }
 
     /// The folder exchanges are written to.

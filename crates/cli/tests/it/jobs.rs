@@ -414,6 +414,27 @@ async fn the_dpo_example_reproduces_the_seeds_three_corpora_offline() {
 }
 
 #[tokio::test]
+async fn run_batch_refuses_a_file_with_a_job_that_has_no_batch_engine_before_any_job_runs() {
+    let folder = tempfile::tempdir().unwrap();
+    let example = corpusgen_testkit::workspace_root().join("examples/dpo.toml");
+    fs::create_dir_all(folder.path().join("examples")).unwrap();
+    fs::copy(&example, folder.path().join("examples/dpo.toml")).unwrap();
+    std::os::unix::fs::symlink(
+        corpusgen_testkit::workspace_root().join("fixtures"),
+        folder.path().join("fixtures"),
+    )
+    .unwrap();
+    let run = corpusgen(folder.path(), &["run", "examples/dpo.toml", "--batch"], &[]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(
+        run.stderr,
+        "error: examples/dpo.toml: job `chatgpt`: --batch needs an openai or azure profile, and `replay` is a replay profile; run the job without --batch\n"
+    );
+    assert!(run.stdout.is_empty(), "no summary: no job ran");
+    assert!(!folder.path().join("data").exists());
+}
+
+#[tokio::test]
 async fn run_help() {
     let folder = tempfile::tempdir().unwrap();
     let run = corpusgen(folder.path(), &["run", "--help"], &[]).await;

@@ -283,6 +283,17 @@ async fn a_dry_run_with_record_checks_the_folder_and_creates_nothing() {
 
     fs::create_dir(folder.path().join("used")).unwrap();
     fs::write(folder.path().join("used/0001-request-0.json"), "{}").unwrap();
+    // A job that cannot start (no key) leaves no recording folder behind.
+    let no_key = corpusgen(
+        folder.path(),
+        &seed_args(&["--count", "1", "--record", "never", "--out", "out.txt"]),
+        &[],
+    )
+    .await;
+    assert_eq!(no_key.code, 2, "{no_key:?}");
+    assert!(no_key.stderr.contains("OPENAI_API_KEY is not set"));
+    assert!(!folder.path().join("never").exists());
+
     let used: Vec<String> = args("used");
     let used: Vec<&str> = used.iter().map(String::as_str).collect();
     let run = corpusgen(folder.path(), &used, &[]).await;
