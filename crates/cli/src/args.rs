@@ -25,7 +25,7 @@ pub struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true, display_order = 1000)]
     pub verbose: u8,
 
-    /// Print nothing but errors.
+    /// Print nothing on stderr but errors; results still go to stdout.
     #[arg(
         short,
         long,

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::exit::{CliError, ExitKind};
 use crate::generate;
 use crate::profiles::{self, Credential, Kind, Profile, ProfileFlags};
+use crate::progress::Display;
 
 /// The checks of a `--batch` job beyond those of an online one, shared with
 /// `--dry-run`: a profile with a batch engine, and sizing flags that make sense.
@@ -62,7 +63,8 @@ pub async fn execute(
     args: &GenerateArgs,
     config: &Config,
     env: &Environment,
-    quiet: bool,
+    display: &Display,
+    label: &str,
 ) -> Result<RunReport, CliError> {
     let profile = preflight(args, config, env)?;
     // The same resolution as an online job: spec, key and the HIPAA policy.
@@ -90,17 +92,17 @@ pub async fn execute(
             .min(MAX_POLL_INTERVAL)
             .max(poll_interval),
     };
-    let mut observer = |event: &BatchEvent| {
-        if !quiet {
-            eprintln!("{}", describe(event));
-        }
-    };
+    // A batch changes state every few minutes at most: each change is one
+    // line (not a bar), above the bars of online jobs running beside it, with
+    // the job's label so that the lines of `run --jobs N` can be told apart.
+    let mut observer =
+        |event: &BatchEvent| display.println(&format!("{label}: {}", describe(event)));
     run_batch_job(
         &spec,
         &client,
         options,
         &mut observer,
-        crate::signals::stop_requested(quiet),
+        crate::signals::stop_requested(display.is_quiet()),
     )
     .await
     .map_err(|err| {

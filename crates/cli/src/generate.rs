@@ -305,16 +305,16 @@ pub async fn execute(
     display: &Display,
     label: Option<&str>,
 ) -> Result<RunReport, CliError> {
-    if args.batch {
-        return crate::batch::execute(args, config, env, display.is_quiet()).await;
-    }
-    let resolved = resolve(args, config, env)?;
     let label = label.map(str::to_string).unwrap_or_else(|| {
         args.out
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_else(|| args.out.display().to_string())
     });
+    if args.batch {
+        return crate::batch::execute(args, config, env, display, &label).await;
+    }
+    let resolved = resolve(args, config, env)?;
     let progress = display.job(&label, &resolved.spec.target, resolved.pricing);
     run(resolved, args.fresh, progress, display.is_quiet()).await
 }

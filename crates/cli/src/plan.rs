@@ -340,7 +340,7 @@ impl fmt::Display for Plan {
                 match self.batch_margin {
                     _ if self.kind == Kind::Replay => writeln!(
                         f,
-                        "cost:        0 USD: replayed from fixtures (about {cost:.4} USD if asked live)"
+                        "cost:        about {cost:.4} USD at the model's price; a replay bills nothing, and its manifest prices the recorded usage the same way"
                     )?,
                     Some(_) => writeln!(
                         f,

@@ -251,7 +251,8 @@ impl JobProgress {
         if counters.total_tokens > 0 {
             parts.push(format!("{} tokens", counters.total_tokens));
         }
-        if let Some(pricing) = self.pricing {
+        // Only reported usage is priced: with none yet, there is no cost to show.
+        if let Some(pricing) = self.pricing.filter(|_| counters.total_tokens > 0) {
             let cost = pricing
                 .price
                 .cost(counters.prompt_tokens, counters.completion_tokens);

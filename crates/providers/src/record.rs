@@ -48,8 +48,8 @@ pub struct Exchange {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordedRequest {
-    /// The request slot and resample of the job loop, for a reader of the
-    /// recording; replay serves exchanges in file order whatever they say.
+    /// The request slot and resample of the job loop: replay serves the
+    /// exchanges of slot `index`, resample `resample` to that request.
     pub index: u64,
     pub resample: u32,
     /// The body exactly as it was posted. It never holds a credential: those

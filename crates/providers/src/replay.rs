@@ -23,7 +23,8 @@ use crate::record::{Exchange, as_exchange};
 use crate::stream::read_event_stream;
 use crate::wire::{HttpFailure, parse_response};
 
-/// Recorded answers, served one per request in the order of their file names.
+/// Recorded answers: bare bodies served one per request in file-name order,
+/// recorded exchanges by the request's slot and resample.
 #[derive(Debug)]
 pub struct ReplayProvider {
     name: String,

@@ -700,6 +700,26 @@ count = 2
         .filter(|request| request.url.path().ends_with("/chat/completions"))
         .count();
     assert_eq!(online, 0);
+    // Each batch line names its job, so two jobs' lines can be told apart.
+    let batch_lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|line| line.contains("batch_"))
+        .collect();
+    for name in ["three", "two"] {
+        assert!(
+            batch_lines
+                .iter()
+                .any(|line| line.starts_with(&format!("{name}: batch batch_"))),
+            "{name}: {batch_lines:?}"
+        );
+    }
+    assert!(
+        batch_lines
+            .iter()
+            .all(|line| line.starts_with("three: ") || line.starts_with("two: ")),
+        "{batch_lines:?}"
+    );
 }
 
 #[tokio::test]
