@@ -19,16 +19,15 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 
 use crate::journal::{BatchRecord, JobHeader, JournalError, JournalRecord, ResponseRecord};
 use crate::provider::{ChatRequest, ChatResponse, ProviderError, ProviderErrorKind};
-use crate::retry::RetryPolicy;
+use crate::retry::call_with_retries;
 use crate::run::{
-    Finishing, Opened, RunError, RunOptions, RunReport, State, commit, finish_job, now, open_job,
-    redact_prompt_text, split_reply,
+    Finishing, Opened, RunError, RunOptions, RunReport, State, commit, filtered_as_rejection,
+    finish_job, now, open_job, redact_prompt_text, split_reply,
 };
 use crate::spec::{JobSpec, SpecError, Target};
 
@@ -578,18 +577,9 @@ impl<A: BatchApi, S: Future<Output = ()>> Flow<'_, A, S> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, ProviderError>>,
     {
-        let policy: RetryPolicy = self.options.run.retry;
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(policy.initial_backoff)
-            .with_max_delay(policy.max_backoff)
-            .with_factor(2.0)
-            .with_max_times(policy.max_retries as usize);
-        call.retry(backoff)
-            .when(|error: &ProviderError| error.kind.is_retryable())
-            .adjust(|error: &ProviderError, backoff: Option<Duration>| {
-                policy.wait(error, backoff?, fastrand::f64())
-            })
+        call_with_retries(self.options.run.retry, call)
             .await
+            .0
             .map_err(|error| RunError::Batch {
                 what: what.to_string(),
                 error,
@@ -827,15 +817,7 @@ impl<A: BatchApi, S: Future<Output = ()>> Flow<'_, A, S> {
                 continue;
             }
             let request = self.spec.request_for(slot, resample, width);
-            let result = match result {
-                // A filtered prompt or answer is a rejected sample, as online.
-                Err(error) if error.kind == ProviderErrorKind::ContentFilter => Ok(ChatResponse {
-                    finish_reason: Some("content_filter".into()),
-                    ..ChatResponse::default()
-                }),
-                other => other,
-            };
-            match result {
+            match filtered_as_rejection(result) {
                 Ok(response) => {
                     answered += 1;
                     let response = ChatResponse {

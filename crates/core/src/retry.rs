@@ -93,6 +93,38 @@ pub async fn complete_with_retries<P: ChatProvider>(
     policy: RetryPolicy,
     pacing: &Pacing,
 ) -> Attempted {
+    let (result, attempts, waited) = call_with_retries(policy, || async {
+        pacing.wait_for_pause().await;
+        let result = provider.complete(request).await;
+        match &result {
+            Ok(response) => pacing.on_success(response.rate_limit.as_ref()),
+            Err(error) => pacing.on_failure(error),
+        }
+        result
+    })
+    .await;
+    Attempted {
+        result: result.map(|mut response| {
+            response.attempts = attempts;
+            response
+        }),
+        attempts,
+        waited,
+    }
+}
+
+/// Any call to a provider (a chat request, a batch engine's file or batch
+/// call) under `policy`: retried while its failure is retryable, waiting as
+/// `RetryPolicy::wait` says. A final failure's message says why corpusgen
+/// stopped trying. Returns the result, the attempts made and the time waited.
+pub async fn call_with_retries<T, F, Fut>(
+    policy: RetryPolicy,
+    mut call: F,
+) -> (Result<T, ProviderError>, u32, Duration)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ProviderError>>,
+{
     let mut attempts = 0u32;
     let mut waited = Duration::ZERO;
     let mut refused_wait = None;
@@ -103,15 +135,7 @@ pub async fn complete_with_retries<P: ChatProvider>(
         .with_max_times(policy.max_retries as usize);
     let result = (|| {
         attempts += 1;
-        async {
-            pacing.wait_for_pause().await;
-            let result = provider.complete(request).await;
-            match &result {
-                Ok(response) => pacing.on_success(response.rate_limit.as_ref()),
-                Err(error) => pacing.on_failure(error),
-            }
-            result
-        }
+        call()
     })
     .retry(backoff)
     .when(|error: &ProviderError| error.kind.is_retryable())
@@ -124,33 +148,23 @@ pub async fn complete_with_retries<P: ChatProvider>(
     })
     .notify(|_: &ProviderError, wait: Duration| waited += wait)
     .await;
-    let result = match result {
-        Ok(mut response) => {
-            response.attempts = attempts;
-            Ok(response)
+    let result = result.map_err(|mut error| {
+        if let Some(asked) = refused_wait {
+            error.message = format!(
+                "{}; it asked to wait {} s before trying again, longer than the {} s corpusgen waits",
+                error.message,
+                asked.as_secs(),
+                policy.max_retry_after.as_secs()
+            );
+        } else if error.kind.is_retryable() && policy.max_retries > 0 {
+            error.message = format!(
+                "{} (gave up after {attempts} attempts; raise --max-retries to try longer)",
+                error.message
+            );
         }
-        Err(mut error) => {
-            if let Some(asked) = refused_wait {
-                error.message = format!(
-                    "{}; it asked to wait {} s before trying again, longer than the {} s corpusgen waits",
-                    error.message,
-                    asked.as_secs(),
-                    policy.max_retry_after.as_secs()
-                );
-            } else if error.kind.is_retryable() && policy.max_retries > 0 {
-                error.message = format!(
-                    "{} (gave up after {attempts} attempts; raise --max-retries to try longer)",
-                    error.message
-                );
-            }
-            Err(error)
-        }
-    };
-    Attempted {
-        result,
-        attempts,
-        waited,
-    }
+        error
+    });
+    (result, attempts, waited)
 }
 
 /// The failures that are retried, for the snapshot that pins the set.

@@ -346,15 +346,7 @@ pub async fn run_job_until<P: ChatProvider>(
         state.totals.retries += u64::from(attempts.saturating_sub(1));
         state.totals.retry_wait_ms += waited.as_millis() as u64;
         observer(&state.progress(in_flight.len()));
-        let result = match result {
-            // A filtered prompt or answer is a rejected sample, not a failure.
-            Err(error) if error.kind == ProviderErrorKind::ContentFilter => Ok(ChatResponse {
-                finish_reason: Some("content_filter".into()),
-                ..ChatResponse::default()
-            }),
-            other => other,
-        };
-        match result {
+        match filtered_as_rejection(result) {
             Ok(mut response) => {
                 response.attempts = attempts;
                 in_flight_responses -= u64::from(request.explanations);
@@ -622,6 +614,20 @@ pub(crate) fn finish_job(
         selection,
         manifest,
     })
+}
+
+/// A filtered prompt or answer (Azure's content filter answers 400) is a
+/// rejected sample, asked again like any other, not a failure of the job.
+pub(crate) fn filtered_as_rejection(
+    result: Result<ChatResponse, ProviderError>,
+) -> Result<ChatResponse, ProviderError> {
+    match result {
+        Err(error) if error.kind == ProviderErrorKind::ContentFilter => Ok(ChatResponse {
+            finish_reason: Some("content_filter".into()),
+            ..ChatResponse::default()
+        }),
+        other => other,
+    }
 }
 
 /// Under --hipaa, a provider's error message must not carry prompt text to a

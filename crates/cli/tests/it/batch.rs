@@ -708,3 +708,42 @@ async fn a_refused_line_stops_the_job_with_exit_3_after_journaling_the_rest() {
     assert!(!folder.path().join("out.txt").exists());
     assert_eq!(server.creates(), 1);
 }
+
+#[tokio::test]
+async fn an_unreachable_batch_engine_is_retried_by_the_job_s_policy_then_given_up() {
+    // A port nobody listens on: every upload attempt is refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let folder = tempfile::tempdir().unwrap();
+    let base_url = format!("http://127.0.0.1:{port}/v1");
+    let run = corpusgen(
+        folder.path(),
+        &[
+            "generate",
+            "--topic",
+            "DPO",
+            "--base-url",
+            &base_url,
+            "--count",
+            "2",
+            "--batch",
+            "--max-retries",
+            "1",
+            "--out",
+            "out.txt",
+        ],
+        &[("OPENAI_API_KEY", FAKE_KEY)],
+    )
+    .await;
+    assert_eq!(run.code, 4, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("(gave up after 2 attempts; raise --max-retries to try longer)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stderr.matches("error:").count(), 1, "{}", run.stderr);
+}
