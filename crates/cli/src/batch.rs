@@ -7,6 +7,7 @@ use std::time::Duration;
 use corpusgen_core::batch::{
     BatchApi, BatchEvent, BatchOptions, MAX_POLL_INTERVAL, read_batches, run_batch_job,
 };
+use corpusgen_core::journal::JournalError;
 use corpusgen_core::{OutputPaths, RunOptions, RunReport};
 use corpusgen_providers::{Auth, BatchClient, SetupError};
 
@@ -127,7 +128,15 @@ pub async fn manage(args: &BatchArgs, config: &Config, env: &Environment) -> Res
             out.display()
         )));
     }
-    let (header, batches) = read_batches(&journal).map_err(CliError::bad_input)?;
+    let (header, batches) = read_batches(&journal).map_err(|err| match err {
+        // The journal's own message suggests --fresh, which would start the
+        // job over: no advice for a command that only reads batch ids.
+        JournalError::Corrupt { path, line, reason } => CliError::bad_input(format!(
+            "the journal {} is damaged at line {line} ({reason}); `corpusgen batch` needs the journal a `generate --batch` job wrote",
+            path.display()
+        )),
+        other => CliError::bad_input(other),
+    })?;
     if batches.is_empty() {
         return Err(CliError::bad_input(format!(
             "the journal {} holds no batch; the job did not run with --batch",

@@ -504,6 +504,19 @@ async fn batch_refuses_local_and_replay_profiles_in_one_sentence() {
     let run = corpusgen(folder.path(), &["batch", "status", "nothing.txt"], &[]).await;
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("there is no journal"), "{}", run.stderr);
+
+    // A journal whose first line is not a job header: no advice to --fresh,
+    // which `batch` does not take.
+    std::fs::write(folder.path().join("damaged.jsonl"), "not json\n").unwrap();
+    let run = corpusgen(folder.path(), &["batch", "status", "damaged.txt"], &[]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr
+            .starts_with("error: the journal damaged.jsonl is damaged at line 1"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("--fresh"), "{}", run.stderr);
 }
 
 /// A closed-world validator for one `#/components/schemas/{root}` of the
