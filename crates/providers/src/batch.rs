@@ -11,7 +11,7 @@ use reqwest::header::CONTENT_TYPE;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::http::{Auth, Dialect, HttpProvider, SetupError, headers, transport_error};
+use crate::http::{Auth, Dialect, HttpProvider, SetupError, header_text, headers, transport_error};
 use crate::wire::{HttpFailure, parse_response};
 
 /// Uploads and downloads of request and result files may take far longer
@@ -200,15 +200,8 @@ impl BatchClient {
             .await
             .map_err(|err| transport_error(name, &err))?;
         let status = response.status().as_u16();
-        let header = |header: &str| {
-            response
-                .headers()
-                .get(header)
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_owned)
-        };
-        let retry_after_ms = header("retry-after-ms");
-        let retry_after = header("retry-after");
+        let retry_after_ms = header_text(&response, "retry-after-ms");
+        let retry_after = header_text(&response, "retry-after");
         let bytes = response
             .bytes()
             .await

@@ -278,13 +278,7 @@ impl HttpProvider {
             .await
             .map_err(|err| transport_error(name, &err))?;
         let status = response.status().as_u16();
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_owned)
-        };
+        let header = |name: &str| header_text(&response, name);
         let retry_after_ms = header("retry-after-ms");
         let retry_after = header("retry-after");
         let content_type = header("content-type").unwrap_or_default();
@@ -459,6 +453,15 @@ pub(crate) fn parse_reset(value: &str) -> Option<Duration> {
         total += amount * unit;
     }
     (number.is_empty() && total.is_finite()).then(|| Duration::from_secs_f64(total))
+}
+
+/// A response header as text, if it is there and is text.
+pub(crate) fn header_text(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
 }
 
 #[cfg(test)]
