@@ -753,6 +753,12 @@ impl GenerateOptions {
     }
 
     fn check_key(&self, key: &str, place: &str) -> Result<(), String> {
+        if key == "dry_run" {
+            // A job that only planned would run for real under `corpusgen run`.
+            return Err(format!(
+                "{place} sets `dry_run`, which plans a whole file, not one job; remove it and run `corpusgen run --dry-run FILE`"
+            ));
+        }
         if key == NAME_KEY || key == CONFIG_KEY || self.is_option(key) {
             return Ok(());
         }
@@ -1189,6 +1195,10 @@ out = "gen_{topic_slug}_{model_slug}.txt"
                 "job `a` has the unknown key `targte_chars`",
             ),
             (job("target-chars = 3"), "write it `target_chars`"),
+            (
+                job("dry_run = true"),
+                "job `a` sets `dry_run`, which plans a whole file, not one job",
+            ),
             (
                 format!("{}\n{}", job(""), job("")),
                 "two jobs are named `a`",

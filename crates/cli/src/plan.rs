@@ -165,7 +165,8 @@ impl Plan {
                 .cost(self.prompt_tokens, self.completion_tokens)
                 * corpusgen_core::batch::BATCH_DISCOUNT
         });
-        self.batch_margin = Some(margin);
+        // A count asks for exactly its responses: no margin.
+        self.batch_margin = Some(if count_target { 0.0 } else { margin });
         self
     }
 }
@@ -302,12 +303,17 @@ impl fmt::Display for Plan {
             )?;
         }
         match self.batch_margin {
-            Some(margin) => writeln!(
+            Some(margin) if margin > 0.0 => writeln!(
                 f,
                 "requests:    about {} in the first batch for {} responses ({:.0}% margin for rejections)",
                 self.requests,
                 self.responses,
                 margin * 100.0
+            )?,
+            Some(_) => writeln!(
+                f,
+                "requests:    {} in the first batch for {} responses; rejected ones go in a follow-up batch",
+                self.requests, self.responses
             )?,
             None => writeln!(
                 f,

@@ -99,6 +99,26 @@ async fn a_batch_dry_run_sizes_the_first_batch_and_prices_it_at_the_discount() {
         "{online_cost} {batch_cost}"
     );
     assert!(line(&batch.stdout, "cost:").contains("batch price"));
+    // A count asks for exactly its responses, whatever the margin.
+    let count = corpusgen(
+        folder.path(),
+        &seed_args(&[
+            "--base-url",
+            &base_url,
+            "--count",
+            "3",
+            "--batch",
+            "--dry-run",
+            "--out",
+            "data/gpt41.txt",
+        ]),
+        &key(),
+    )
+    .await;
+    assert_eq!(
+        line(&count.stdout, "requests:"),
+        "requests:    3 in the first batch for 3 responses; rejected ones go in a follow-up batch"
+    );
 
     let fixtures = workspace_fixtures();
     let replay = corpusgen(
