@@ -15,27 +15,19 @@ use crate::Environment;
 use crate::args::{BatchAction, BatchArgs, GenerateArgs};
 use crate::config::Config;
 use crate::exit::{CliError, ExitKind};
-use crate::generate;
+use crate::generate::{self, Resolved};
 use crate::profiles::{self, Credential, Kind, Profile, ProfileFlags};
 use crate::progress::Display;
 
-/// The checks of a `--batch` job beyond those of an online one, shared with
-/// `--dry-run`: a profile with a batch engine, and sizing flags that make sense.
-pub fn preflight(
+/// A `--batch` job resolved once: its profile, checked for a batch engine and
+/// sizing flags that make sense, then the same resolution as an online job
+/// (spec, key, HIPAA policy). Shared with `--dry-run`.
+pub fn resolve(
     args: &GenerateArgs,
     config: &Config,
     env: &Environment,
-) -> Result<Profile, CliError> {
-    let profile = profiles::resolve(
-        &ProfileFlags {
-            provider: args.provider.as_deref(),
-            model: args.model.as_deref(),
-            base_url: args.base_url.as_deref(),
-            fixtures: args.fixtures.as_ref(),
-        },
-        config,
-        env,
-    )?;
+) -> Result<(Profile, Resolved), CliError> {
+    let profile = generate::resolve_profile(args, config, env)?;
     if !matches!(profile.kind, Kind::Openai | Kind::Azure) {
         return Err(CliError::bad_input(format!(
             "--batch needs an openai or azure profile, and `{}` is a {} profile; run the job without --batch",
@@ -54,7 +46,8 @@ pub fn preflight(
             "--expect-chars 0 cannot size a batch; pass the chars one response is expected to have",
         ));
     }
-    Ok(profile)
+    let resolved = generate::resolve_for(args, config, &profile)?;
+    Ok((profile, resolved))
 }
 
 /// Runs one `generate --batch` job, printing each batch's progress on stderr
@@ -67,9 +60,7 @@ pub async fn execute(
     display: &Display,
     label: &str,
 ) -> Result<RunReport, CliError> {
-    let profile = preflight(args, config, env)?;
-    // The same resolution as an online job: spec, key and the HIPAA policy.
-    let resolved = generate::resolve(args, config, env)?;
+    let (profile, resolved) = resolve(args, config, env)?;
     let client = client(&profile, Duration::from_secs_f64(args.timeout))?;
     let spec = resolved.spec;
     let poll_interval = Duration::from_millis(args.batch_poll_ms.max(1));
@@ -272,6 +263,8 @@ fn client(profile: &Profile, timeout: Duration) -> Result<BatchClient, CliError>
         .expect("HTTP profiles have an endpoint");
     generate::check_base_url(endpoint)?;
     let built = match (&profile.kind, &profile.credential) {
+        // Reached from `batch status|cancel`, which take no --provider: the
+        // message names the profile of the journal instead.
         (_, Credential::Missing { env }) => {
             return Err(CliError::bad_input(format!(
                 "{env} is not set; export the key of the `{}` profile in it",

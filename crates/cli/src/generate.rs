@@ -25,7 +25,7 @@ use crate::exit::{CliError, ExitKind};
 use crate::profiles::{self, Credential, Kind, Profile, ProfileFlags};
 use crate::progress::{Display, JobProgress};
 
-pub use crate::plan::plan;
+pub use crate::plan::{Plan, plan};
 
 /// A job ready to run: the validated spec, the provider that serves it and
 /// how requests are retried.
@@ -60,7 +60,18 @@ pub fn resolve(
             "--hipaa refuses --record: fixtures would hold prompt and response text outside the job's protected outputs; record a job without protected data and without --hipaa",
         ));
     }
-    let profile = profiles::resolve(
+    let profile = resolve_profile(args, config, env)?;
+    resolve_for(args, config, &profile)
+}
+
+/// The profile that serves a job: `--provider`, `--model`, `--base-url` and
+/// `--fixtures` over the environment and the config file.
+pub fn resolve_profile(
+    args: &GenerateArgs,
+    config: &Config,
+    env: &Environment,
+) -> Result<Profile, CliError> {
+    profiles::resolve(
         &ProfileFlags {
             provider: args.provider.as_deref(),
             model: args.model.as_deref(),
@@ -69,7 +80,15 @@ pub fn resolve(
         },
         config,
         env,
-    )?;
+    )
+}
+
+/// `resolve` for a profile already resolved from the same flags.
+pub fn resolve_for(
+    args: &GenerateArgs,
+    config: &Config,
+    profile: &Profile,
+) -> Result<Resolved, CliError> {
     if args.record.is_some() && profile.kind == Kind::Replay {
         return Err(CliError::bad_input(
             "--record cannot record the replay provider, whose fixtures folder already is a recording; copy that folder instead",
@@ -158,17 +177,13 @@ pub fn resolve(
     if args.hipaa {
         profile.check_hipaa()?;
     }
-    let record_error = |err: RecordError| match err {
-        RecordError::NotEmpty(_) => CliError::bad_input(err),
-        RecordError::Create { .. } => CliError::new(ExitKind::Internal, err),
-    };
     // The folder is only checked here; `run` creates it before the first
     // request, so a dry run or a job file's checks write nothing.
     let recorder = match &args.record {
         Some(folder) => Some(Arc::new(Recorder::new(folder).map_err(record_error)?)),
         None => None,
     };
-    let provider = build_provider(&profile, args, spec.concurrency, recorder.clone())?;
+    let provider = build_provider(profile, args, spec.concurrency, recorder.clone())?;
     let retry = RetryPolicy {
         max_retries: args.max_retries,
         ..RetryPolicy::default()
@@ -217,6 +232,33 @@ fn diversify_axes(value: &str, config: &Config) -> Result<Vec<Axis>, CliError> {
     Ok(axes)
 }
 
+/// A `--record` folder that cannot take a recording: one in use is the
+/// user's to change, one that cannot be created is an I/O failure.
+fn record_error(err: RecordError) -> CliError {
+    match err {
+        RecordError::NotEmpty(_) => CliError::bad_input(err),
+        RecordError::Create { .. } => CliError::new(ExitKind::Internal, err),
+    }
+}
+
+/// The error for a profile whose key variable `env` is not set.
+fn missing_key(kind: Kind, env: &str) -> CliError {
+    CliError::bad_input(match kind {
+        Kind::Azure => format!(
+            "{env} is not set; export the Azure OpenAI key in it (or an Entra ID token in {}), or choose another --provider",
+            env_vars::AZURE_OPENAI_AD_TOKEN
+        ),
+        _ => format!(
+            "{env} is not set; export your {} API key in it, or choose another --provider",
+            if kind == Kind::Openai {
+                "OpenAI"
+            } else {
+                "server's"
+            }
+        ),
+    })
+}
+
 /// The provider of a resolved profile. Nothing here touches the network.
 fn build_provider(
     profile: &Profile,
@@ -238,24 +280,8 @@ fn build_provider(
         .as_deref()
         .expect("HTTP profiles have an endpoint");
     check_base_url(endpoint)?;
-    let missing = |env: &str| {
-        CliError::bad_input(match profile.kind {
-            Kind::Azure => format!(
-                "{env} is not set; export the Azure OpenAI key in it (or an Entra ID token in {}), or choose another --provider",
-                env_vars::AZURE_OPENAI_AD_TOKEN
-            ),
-            _ => format!(
-                "{env} is not set; export your {} API key in it, or choose another --provider",
-                if profile.kind == Kind::Openai {
-                    "OpenAI"
-                } else {
-                    "server's"
-                }
-            ),
-        })
-    };
     let mut dialect = match (&profile.kind, &profile.credential) {
-        (_, Credential::Missing { env }) => return Err(missing(env)),
+        (_, Credential::Missing { env }) => return Err(missing_key(profile.kind, env)),
         (Kind::Openai, Credential::Key { secret, env }) => {
             Dialect::openai(&profile.name, endpoint, secret.clone(), env)
         }
@@ -293,6 +319,33 @@ fn build_provider(
             SetupError::InvalidCredential { .. } => CliError::bad_input(err),
             SetupError::Client { .. } => CliError::new(ExitKind::Internal, err),
         })
+}
+
+/// `resolve`, or with `--batch` the batch path's resolution with its own
+/// checks: everything a job is checked for before anything is sent.
+pub fn resolve_job(
+    args: &GenerateArgs,
+    config: &Config,
+    env: &Environment,
+) -> Result<Resolved, CliError> {
+    match args.batch {
+        true => crate::batch::resolve(args, config, env).map(|(_, resolved)| resolved),
+        false => resolve(args, config, env),
+    }
+}
+
+/// The `--dry-run` plan of one job from its flags, through the same
+/// resolution as a real run.
+pub fn dry_run(args: &GenerateArgs, config: &Config, env: &Environment) -> Result<Plan, CliError> {
+    let resolved = resolve_job(args, config, env)?;
+    let plan = plan(&resolved);
+    Ok(match args.batch {
+        true => {
+            let count = matches!(resolved.spec.target, Target::Count { .. });
+            plan.through_batch(args.batch_margin, count)
+        }
+        false => plan,
+    })
 }
 
 /// One `generate` job from its flags: resolve, then run. The same path serves
@@ -402,10 +455,7 @@ pub async fn run(
         ..
     } = resolved;
     if let Some(recorder) = &recorder {
-        recorder.open().map_err(|err| match err {
-            RecordError::NotEmpty(_) => CliError::bad_input(err),
-            RecordError::Create { .. } => CliError::new(ExitKind::Internal, err),
-        })?;
+        recorder.open().map_err(record_error)?;
     }
     let mut observer = |event: &Event| progress.observe(event);
     let options = RunOptions {

@@ -171,21 +171,9 @@ fn print_plans(
             }
             _ => job_args(job, None),
         };
-        let config = &configs[&job.config];
-        let in_file = |err: CliError| CliError {
-            message: format!("{}: job `{}`: {}", file.display(), job.label, err.message),
-            ..err
-        };
-        if args.batch {
-            crate::batch::preflight(&args, config, env).map_err(in_file)?;
-        }
-        let resolved = crate::generate::resolve(&args, config, env).map_err(in_file)?;
-        let mut plan = crate::generate::plan(&resolved);
-        if args.batch {
-            let count = matches!(resolved.spec.target, Target::Count { .. });
-            plan = plan.through_batch(args.batch_margin, count);
-        }
-        estimated_chars[index] = Some(plan.corpus_chars(&resolved.spec));
+        let plan = crate::generate::dry_run(&args, &configs[&job.config], env)
+            .map_err(|err| in_job(file, job, err))?;
+        estimated_chars[index] = Some(plan.corpus_chars());
         println!("== job {}{}", job.label, note.unwrap_or_default());
         println!("{plan}");
     }
@@ -219,29 +207,19 @@ fn check_resolution(
     env: &Environment,
 ) -> Result<(), CliError> {
     for job in jobs {
-        let argv: Vec<String> = job
-            .argv
-            .iter()
-            .map(
-                |arg| match arg.starts_with("--match-length=") && job.depends_on.is_some() {
-                    true => "--target-chars=1".to_string(),
-                    false => arg.clone(),
-                },
-            )
-            .collect();
-        let args = JobArgs::try_parse_from(&argv)
-            .expect("the job's argv parsed when it was planned")
-            .generate;
-        let in_file = |err: CliError| CliError {
-            message: format!("{}: job `{}`: {}", file.display(), job.label, err.message),
-            ..err
-        };
-        if args.batch {
-            crate::batch::preflight(&args, &configs[&job.config], env).map_err(in_file)?;
-        }
-        crate::generate::resolve(&args, &configs[&job.config], env).map_err(in_file)?;
+        let args = job_args(job, job.depends_on.map(|_| 1));
+        crate::generate::resolve_job(&args, &configs[&job.config], env)
+            .map_err(|err| in_job(file, job, err))?;
     }
     Ok(())
+}
+
+/// An error of one job, said as the job file's.
+fn in_job(file: &Path, job: &PlannedJob, err: CliError) -> CliError {
+    CliError {
+        message: format!("{}: job `{}`: {}", file.display(), job.label, err.message),
+        ..err
+    }
 }
 
 /// Runs the jobs, at most `parallel` at once, each only after the job it

@@ -69,17 +69,7 @@ fn run(cli: Cli, env: &Environment, display: &progress::Display) -> Result<(), C
         Command::Generate(args) => {
             let config = Config::load(cli.config.as_deref(), env)?;
             if args.dry_run {
-                if args.batch {
-                    batch::preflight(&args, &config, env)?;
-                }
-                let resolved = generate::resolve(&args, &config, env)?;
-                let mut plan = generate::plan(&resolved);
-                if args.batch {
-                    let count =
-                        matches!(resolved.spec.target, corpusgen_core::Target::Count { .. });
-                    plan = plan.through_batch(args.batch_margin, count);
-                }
-                print!("{plan}");
+                print!("{}", generate::dry_run(&args, &config, env)?);
                 return Ok(());
             }
             let runtime = generate::runtime()?;

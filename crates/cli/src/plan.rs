@@ -6,7 +6,7 @@ use std::fmt;
 use corpusgen_core::cost::Pricing;
 use corpusgen_core::journal::{JournalRecord, ResponseStatus};
 use corpusgen_core::tokens::{Encoding, TokenCounter};
-use corpusgen_core::{JobSpec, OutputPaths, Target};
+use corpusgen_core::{OutputPaths, Target};
 
 use crate::generate::Resolved;
 use crate::profiles::Kind;
@@ -54,6 +54,10 @@ pub struct Plan {
     pub budget_usd: Option<f64>,
     /// With `--batch`: the margin of extra requests the first batch asks for.
     pub batch_margin: Option<f64>,
+    /// The target of a char target, and the separator's length, for the
+    /// corpus's expected length.
+    pub target_chars: Option<u64>,
+    pub separator_chars: u64,
 }
 
 /// The expected length of one response, and where it comes from.
@@ -132,19 +136,23 @@ pub fn plan(resolved: &Resolved) -> Plan {
         cost_usd: pricing.map(|pricing| pricing.price.cost(prompt_tokens, completion_tokens)),
         budget_usd: resolved.budget_usd,
         batch_margin: None,
+        target_chars: match spec.target {
+            Target::Chars { chars, .. } => Some(chars),
+            _ => None,
+        },
+        separator_chars: corpusgen_core::text::char_len(&spec.separator),
     }
 }
 
 impl Plan {
     /// The corpus's expected length in chars, separators counted: the target
     /// for a char target, else the expected responses at the expected length.
-    pub fn corpus_chars(&self, spec: &JobSpec) -> u64 {
-        if let Target::Chars { chars, .. } = spec.target {
+    pub fn corpus_chars(&self) -> u64 {
+        if let Some(chars) = self.target_chars {
             return chars;
         }
         let responses = self.responses + self.journaled;
-        let separators =
-            responses.saturating_sub(1) * corpusgen_core::text::char_len(&spec.separator);
+        let separators = responses.saturating_sub(1) * self.separator_chars;
         (responses as f64 * self.expected.chars).round() as u64 + separators
     }
 
